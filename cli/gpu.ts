@@ -1,0 +1,22 @@
+// A WebGPU device in Node, from Dawn (the `webgpu` package). Without a GPU, Dawn runs on
+// SwiftShader when Debian's chromium package provides its Vulkan driver.
+
+import { existsSync } from 'node:fs';
+
+const SWIFTSHADER = '/usr/lib/chromium/vk_swiftshader_icd.json';
+
+export async function nodeDevice(): Promise<GPUDevice | undefined> {
+  if (!process.env.VK_ICD_FILENAMES && existsSync(SWIFTSHADER)) process.env.VK_ICD_FILENAMES = SWIFTSHADER;
+  const { create, globals } = await import('webgpu');
+  Object.assign(globalThis, globals);
+  const adapter = await create([]).requestAdapter();
+  if (!adapter) return undefined;
+  const l = adapter.limits;
+  return adapter.requestDevice({
+    requiredLimits: {
+      maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
+      maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+      maxBufferSize: l.maxBufferSize,
+    },
+  });
+}

@@ -1,0 +1,104 @@
+// The bundle: manifest.json, kernels/*.wgsl, and model.js + model.d.ts — the runtime and this
+// model's manifest in one self-contained ES module, with typings for its inputs and outputs.
+
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+import type { Manifest, TensorSpec } from '../../runtime/program.ts';
+
+const ENTRY = fileURLToPath(new URL('../../runtime/bundle_entry.ts', import.meta.url));
+
+/** model.js as text: esbuild bundles the runtime with the manifest inlined. */
+export async function bundleJs(manifest: Manifest, minify = false): Promise<string> {
+  const r = await build({
+    entryPoints: [ENTRY],
+    bundle: true,
+    format: 'esm',
+    platform: 'neutral',
+    target: 'es2022',
+    minify,
+    write: false,
+    legalComments: 'none',
+    plugins: [
+      {
+        name: 'dlc-manifest',
+        setup(b) {
+          b.onResolve({ filter: /^dlc:manifest$/ }, () => ({ path: 'manifest', namespace: 'dlc' }));
+          b.onLoad({ filter: /.*/, namespace: 'dlc' }, () => ({ contents: JSON.stringify(manifest), loader: 'json' }));
+        },
+      },
+    ],
+  });
+  return r.outputFiles[0].text;
+}
+
+const arrayType = (s: TensorSpec) => (s.dtype === 'f32' ? 'Float32Array' : 'Int32Array');
+const shapeDoc = (s: TensorSpec) => `${s.dtype}[${s.shape.join(', ')}]`;
+
+export function typings(m: Manifest): string {
+  const field = (s: TensorSpec, t: string) => `  /** ${shapeDoc(s)} */\n  ${JSON.stringify(s.name)}: ${t};`;
+  return `// Types of the compiled model '${m.model}'.
+export interface Tensor<A = Float32Array | Int32Array> { data: A; shape: number[] }
+
+export interface Inputs {
+${m.inputs.map((s) => field(s, `${arrayType(s)} | Tensor<${arrayType(s)}>`)).join('\n')}
+}
+
+export interface Outputs {
+${m.outputs.map((s) => field(s, `Tensor<${arrayType(s)}>`)).join('\n')}
+}
+
+/** loss and the model's metrics: ${['loss', ...m.metrics].join(', ')} */
+export type Stats = { ${['loss', ...m.metrics].map((k) => `${JSON.stringify(k)}: number`).join('; ')} };
+
+export interface ModelOptions {
+  /** 'auto' (default): WebGPU when \`device\` is given or navigator.gpu has an adapter, else the CPU. */
+  backend?: 'auto' | 'webgpu' | 'cpu';
+  device?: GPUDevice;
+  /** Seed of the initial parameters and dropout (default ${m.train.seed}). */
+  seed?: number;
+}
+
+export interface Model {
+  readonly backend: 'webgpu' | 'cpu';
+  /** Updates taken so far. */
+  step: number;
+  /** Optimizer hyperparameters (${Object.keys(m.optimizer.hypers).join(', ')}), changeable at run time. */
+  readonly hypers: Record<string, number>;
+  trainStep(batch: Inputs): Promise<Stats>;
+  evaluate(batch: Inputs): Promise<Stats>;
+  predict(inputs: Partial<Inputs>): Promise<Outputs>;
+  /** Parameters, state, optimizer slots and step. */
+  save(extra?: Record<string, unknown>): Promise<Uint8Array>;
+  restore(bytes: Uint8Array): Record<string, unknown>;
+  getParams(): Promise<Record<string, Tensor<Float32Array>>>;
+  setParams(byName: Record<string, Float32Array | Tensor<Float32Array>>): void;
+  dispose(): void;
+}
+
+export declare class DlcInputError extends Error {}
+export declare function createModel(opts?: ModelOptions): Promise<Model>;
+`;
+}
+
+/** Writes the bundle into `dir`; returns the files written. */
+export async function writeBundle(manifest: Manifest, dir: string): Promise<string[]> {
+  mkdirSync(join(dir, 'kernels'), { recursive: true });
+  const files: [string, string][] = [
+    ['manifest.json', JSON.stringify(manifest, null, 1)],
+    ['model.js', await bundleJs(manifest)],
+    ['model.d.ts', typings(manifest)],
+    ['package.json', JSON.stringify({ name: manifest.model, type: 'module', main: 'model.js', types: 'model.d.ts' }, null, 2)],
+  ];
+  const seen = new Set<string>();
+  for (const p of Object.values(manifest.programs)) {
+    for (const k of p.kernels) {
+      if (seen.has(k.name)) continue;
+      seen.add(k.name);
+      files.push([join('kernels', `${k.name}.wgsl`), k.wgsl]);
+    }
+  }
+  for (const [name, text] of files) writeFileSync(join(dir, name), text);
+  return files.map(([name]) => name);
+}

@@ -1,0 +1,34 @@
+// The manifest: every program of the model as runtime JSON with its kernels, and the names,
+// shapes and roles of everything an app feeds, reads, saves and restores.
+
+import type { Manifest, TensorSpec } from '../../runtime/program.ts';
+import type { Node } from '../ir/node.ts';
+import { toProgram, type Graph } from '../ir/graph.ts';
+import type { LoweredModel } from '../ir/lower.ts';
+import { attachKernels } from './kernels.ts';
+
+const spec = (name: string, n: Node): TensorSpec => ({ name, dtype: n.dtype, shape: [...n.shape] });
+
+const program = (g: Graph) => attachKernels(toProgram(g));
+
+export function buildManifest(m: LoweredModel): Manifest {
+  const c = m.config;
+  return {
+    format: 'dlc-bundle/1',
+    model: m.name,
+    inputs: m.inputs.map((n) => spec(n.attrs.name as string, n)),
+    outputs: m.outputs.map((o) => spec(o.name, o.node)),
+    metrics: m.metrics,
+    params: m.params.map((p) => ({ ...spec(p.name, p.node), tags: p.tags })),
+    state: m.state.map((s) => spec(s.name, s.node)),
+    slots: m.slots.map((s) => spec(s.name, s.node)),
+    optimizer: { name: c.optimizer.decl.name.name, hypers: c.optimizer.hypers },
+    train: { batch: c.batch, epochs: c.epochs, shuffle: c.shuffle, seed: c.seed, ...(c.earlyStop ? { earlyStop: c.earlyStop } : {}) },
+    programs: {
+      init: program(m.graphs.init),
+      train: program(m.graphs.train),
+      evaluate: program(m.graphs.evaluate),
+      predict: program(m.graphs.predict),
+    },
+  };
+}

@@ -1,0 +1,48 @@
+// WGSL generation: the one dtype map, the binding and `meta` layout shared by every kernel, and the
+// shaderKey. Op templates (in compiler/ops/*) write only their body against these helpers.
+//
+// Bindings: inputs are `in0`, `in1`, ... (read-only storage), the output is `out`, and `meta` is a
+// uniform of u32s read with `M(i)`:
+//   M(0)                    number of output elements
+//   M(OUT + k)              output dim k
+//   M(IN0 + k), M(IN1 + k)  dims of input 0, 1, ...
+//   M(SYM_<name>)           value of a symbolic dimension
+// Threads are numbered by `thread_id(gid, nwg)`; a kernel returns early past its grid.
+
+import type { DType } from '../ir/node.ts';
+import type { KernelSig, KernelSource } from '../ops/types.ts';
+import { WORKGROUP } from '../../runtime/program.ts';
+
+export const wgslType: Record<DType, string> = { f32: 'f32', i32: 'i32', bool: 'i32' };
+
+export function metaLength(sig: Pick<KernelSig, 'inputs' | 'output' | 'symbols'>): number {
+  return 1 + sig.output.rank + sig.inputs.reduce((s, i) => s + i.rank, 0) + sig.symbols.length;
+}
+
+/** The full module: bindings, meta accessors and offsets, then the op's body. */
+export function kernelModule(sig: KernelSig, src: KernelSource): string {
+  const lines: string[] = [];
+  sig.inputs.forEach((inp, i) => lines.push(`@group(0) @binding(${i}) var<storage, read> in${i}: array<${wgslType[inp.dtype]}>;`));
+  lines.push(`@group(0) @binding(${sig.inputs.length}) var<storage, read_write> out: array<${wgslType[sig.output.dtype]}>;`);
+  const words = Math.max(1, Math.ceil(metaLength(sig) / 4));
+  lines.push(`@group(0) @binding(${sig.inputs.length + 1}) var<uniform> metadata: array<vec4<u32>, ${words}>;`);
+  lines.push(`fn M(i: u32) -> u32 { return metadata[i / 4u][i % 4u]; }`);
+  let offset = 1;
+  lines.push(`const OUT: u32 = ${offset}u;`);
+  offset += sig.output.rank;
+  sig.inputs.forEach((inp, i) => {
+    lines.push(`const IN${i}: u32 = ${offset}u;`);
+    offset += inp.rank;
+  });
+  for (const s of sig.symbols) lines.push(`const SYM_${s}: u32 = ${offset++}u;`);
+  lines.push(`const WG: u32 = ${WORKGROUP}u;`);
+  lines.push(`fn thread_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 { return gid.x + gid.y * nwg.x * WG; }`);
+  return `${lines.join('\n')}\n\n${src.code.trim()}\n`;
+}
+
+/** Pipelines are cached by this key: kernels with the same text share one. */
+export function shaderKey(code: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < code.length; i++) h = Math.imul(h ^ code.charCodeAt(i), 0x01000193) >>> 0;
+  return h.toString(16).padStart(8, '0');
+}

@@ -1,0 +1,137 @@
+// The primitives as .dlm sees them. Everything else (activations, losses, layers, optimizers,
+// initializers) is written in .dlm in stdlib/ on top of these.
+
+import { DiagnosticError, error, type Span } from '../diagnostics.ts';
+import * as ir from './build.ts';
+import { ShapeError, normAxis, type Dim, type Node } from './node.ts';
+import { describe, num, type Builtin, type BuiltinCtx, type Value } from './values.ts';
+
+const none: Value = { kind: 'list', items: [] };
+
+function fail(span: Span, message: string): never {
+  throw new DiagnosticError(error('E0203', message, span));
+}
+
+function axesOf(v: Value, x: Node, ctx: BuiltinCtx, span: Span): number[] {
+  if (v.kind === 'list' && v.items.length === 0) return ir.allAxes(x);
+  const items = v.kind === 'list' ? v.items : [v];
+  try {
+    return items.map((a) => normAxis(ctx.int(a, span, 'axis'), x.shape.length));
+  } catch (e) {
+    if (e instanceof ShapeError) fail(span, e.message);
+    throw e;
+  }
+}
+
+function shapeOf(v: Value, span: Span): Dim[] {
+  if (v.kind === 'shape') return v.dims;
+  if (v.kind === 'list' && v.items.every((i) => i.kind === 'num' && i.int)) return v.items.map((i) => (i as { value: number }).value);
+  fail(span, `expected a shape, found ${describe(v)}`);
+}
+
+const float = (x: Node) => (x.dtype === 'f32' ? x : ir.cast(x, 'f32'));
+
+function unaryMath(f: (x: Node) => Node, host: (x: number) => number): Builtin {
+  return {
+    params: ['x'],
+    call: ({ x }, ctx, span) => (x.kind === 'num' ? num(host(x.value), false) : f(float(ctx.tensor(x, span)))),
+  };
+}
+
+/** max/min: elementwise with two operands, a reduction with one. */
+function extremum(op: 'max' | 'min'): Builtin {
+  return {
+    params: ['x', 'y', 'axis', 'keepdims'],
+    defaults: { y: none, axis: none, keepdims: { kind: 'bool', value: false } },
+    call: ({ x, y, axis, keepdims }, ctx, span) => {
+      if (!(y.kind === 'list' && y.items.length === 0)) {
+        if (x.kind === 'num' && y.kind === 'num') return num(Math[op](x.value, y.value), x.int && y.int);
+        const [a, b] = ctx.pair(x, y, span);
+        return (op === 'max' ? ir.max(a, b) : ir.min(a, b));
+      }
+      const t = ctx.tensor(x, span);
+      return ir.reduce(op === 'max' ? 'reduce_max' : 'reduce_min', t, axesOf(axis, t, ctx, span), keepdims.kind === 'bool' && keepdims.value);
+    },
+  };
+}
+
+function reduction(op: 'sum' | 'mean'): Builtin {
+  return {
+    params: ['x', 'axis', 'keepdims'],
+    defaults: { axis: none, keepdims: { kind: 'bool', value: false } },
+    call: ({ x, axis, keepdims }, ctx, span) => {
+      const t = float(ctx.tensor(x, span));
+      return ir.reduce(op, t, axesOf(axis, t, ctx, span), keepdims.kind === 'bool' && keepdims.value);
+    },
+  };
+}
+
+export const builtins: Record<string, Builtin> = {
+  exp: unaryMath(ir.exp, Math.exp),
+  log: unaryMath(ir.log, Math.log),
+  sqrt: unaryMath(ir.sqrt, Math.sqrt),
+  abs: unaryMath(ir.abs, Math.abs),
+  sin: unaryMath(ir.sin, Math.sin),
+  cos: unaryMath(ir.cos, Math.cos),
+  floor: unaryMath(ir.floor, Math.floor),
+  sign: unaryMath(ir.sign, Math.sign),
+  max: extremum('max'),
+  min: extremum('min'),
+  sum: reduction('sum'),
+  mean: reduction('mean'),
+  argmax: {
+    params: ['x', 'axis'],
+    defaults: { axis: num(-1) },
+    call: ({ x, axis }, ctx, span) => {
+      const t = ctx.tensor(x, span);
+      return ir.argmax(t, axesOf(axis, t, ctx, span)[0]);
+    },
+  },
+  /** Convert to f32 (bools become 0/1). */
+  float: { params: ['x'], call: ({ x }, ctx, span) => (float(ctx.tensor(x, span))) },
+  /** Convert to i32 (truncating). */
+  int: { params: ['x'], call: ({ x }, ctx, span) => (ir.cast(ctx.tensor(x, span), 'i32')) },
+  shape: { params: ['x'], call: ({ x }, ctx, span) => ({ kind: 'shape', dims: [...ctx.tensor(x, span).shape] }) },
+  reshape: {
+    params: ['x', 'shape'],
+    call: ({ x, shape }, ctx, span) => (ir.reshape(ctx.tensor(x, span), shapeOf(shape, span))),
+  },
+  transpose: {
+    params: ['x', 'perm'],
+    defaults: { perm: none },
+    call: ({ x, perm }, ctx, span) => {
+      const t = ctx.tensor(x, span);
+      const p = perm.kind === 'list' && perm.items.length === 0 ? t.shape.map((_, i) => t.shape.length - 1 - i) : shapeOf(perm, span).map(Number);
+      return ir.transpose(t, p);
+    },
+  },
+  /** A tensor of `shape` filled with `value`. */
+  fill: {
+    params: ['shape', 'value'],
+    call: ({ shape, value }, ctx, span) => (ir.broadcast(ctx.tensor(value, span), shapeOf(shape, span))),
+  },
+  /** Uniform random numbers in [0, 1): a fresh, deterministic stream at every call. */
+  uniform: {
+    params: ['shape'],
+    call: ({ shape }, ctx, span) => (ir.rand(ctx.key(), shapeOf(shape, span), ctx.salt())),
+  },
+  /** The entry of x's last axis picked by each label: integer labels, or one-hot rows. */
+  pick: {
+    params: ['x', 'labels'],
+    call: ({ x, labels }, ctx, span) => {
+      const t = ctx.tensor(x, span);
+      const l = ctx.tensor(labels, span);
+      if (l.dtype === 'f32') return ir.sum(ir.mul(t, l), [t.shape.length - 1]);
+      return ir.take(t, l);
+    },
+  },
+  /** Rows of 0/1 with a 1 at each label. */
+  one_hot: {
+    params: ['labels', 'n'],
+    call: ({ labels, n }, ctx, span) => {
+      const l = ctx.tensor(labels, span);
+      const shape = [...l.shape, ctx.int(n, span, 'n')];
+      return ir.cast(ir.binary('eq', ir.iota(shape, shape.length - 1), ir.reshape(l, [...l.shape, 1])), 'f32');
+    },
+  },
+};

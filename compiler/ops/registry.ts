@@ -1,0 +1,36 @@
+// The op table. Each family file exports a record of its ops; the `satisfies` clause makes a
+// missing op (or a missing field of one) a type error.
+
+import type { OpDef } from './types.ts';
+import { leafOps } from './leaf.ts';
+import { elementwiseOps } from './elementwise.ts';
+import { reduceOps } from './reduce.ts';
+import { matmulOps } from './matmul.ts';
+import { shapeOps } from './shape.ts';
+import { gatherOps } from './gather.ts';
+import { randomOps } from './random.ts';
+
+export type UnaryKind = 'neg' | 'exp' | 'log' | 'sqrt' | 'abs' | 'sin' | 'cos' | 'floor' | 'sign' | 'not' | 'cast';
+export type BinaryKind =
+  | 'add' | 'sub' | 'mul' | 'div' | 'pow' | 'max' | 'min'
+  | 'eq' | 'ne' | 'lt' | 'le' | 'gt' | 'ge' | 'and' | 'or';
+export type ReduceKind = 'sum' | 'mean' | 'reduce_max' | 'reduce_min';
+
+export type OpKind =
+  | 'arg' | 'const' | 'iota' | 'size'
+  | UnaryKind | BinaryKind | 'select'
+  | ReduceKind | 'argmax'
+  | 'matmul'
+  | 'reshape' | 'transpose' | 'broadcast' | 'slice' | 'concat'
+  | 'take'
+  | 'rand';
+
+export const registry = {
+  ...leafOps,
+  ...elementwiseOps,
+  ...reduceOps,
+  ...matmulOps,
+  ...shapeOps,
+  ...gatherOps,
+  ...randomOps,
+} satisfies Record<OpKind, OpDef>;

@@ -1,0 +1,291 @@
+// The model an app holds: parameters, state and optimizer slots living on one backend (WebGPU or
+// the CPU), and the compiled programs run against them. The CLI and every bundle use this class.
+
+import type { CpuKernel, Tensor, TypedArray } from '../compiler/ops/types.ts';
+import type { Manifest, ProgramJSON, TensorSpec } from './program.ts';
+import { runCpu, type CpuKernels } from './cpu.ts';
+import { argKey, numel } from './shapes.ts';
+import { WebGPUExecutor } from './webgpu.ts';
+
+export type Backend = 'webgpu' | 'cpu';
+
+export interface ModelOptions {
+  /** 'auto' (the default) uses WebGPU when a device or adapter is available, else the CPU. */
+  backend?: 'auto' | Backend;
+  /** A WebGPU device to use (in Node, from the `webgpu` package). */
+  device?: GPUDevice;
+  /** Seed of the initial parameters and of dropout; the manifest's `seed` by default. */
+  seed?: number;
+}
+
+/** A batch: typed arrays by input name (the shape is inferred) or tensors with explicit shapes. */
+export type Feeds = Record<string, TypedArray | Tensor>;
+
+/** A mistake in what the app passed: the message names the input and what was expected. */
+export class DlcInputError extends Error {
+  override name = 'DlcInputError';
+}
+
+/** Where the tensors live and how programs run there. */
+interface Executor {
+  write(key: string, t: Tensor): void;
+  read(keys: readonly string[]): Promise<Record<string, Tensor>>;
+  run(p: ProgramJSON, feeds: Record<string, Tensor>, read?: readonly string[]): Promise<Record<string, Tensor>>;
+  dispose(): void;
+}
+
+class CpuExecutor implements Executor {
+  private readonly tensors = new Map<string, Tensor>();
+  constructor(private readonly kernels: CpuKernels) {}
+  write(key: string, t: Tensor): void {
+    this.tensors.set(key, { data: t.data instanceof Float64Array ? new Float32Array(t.data) : t.data.slice(), shape: [...t.shape] });
+  }
+  async read(keys: readonly string[]): Promise<Record<string, Tensor>> {
+    return Object.fromEntries(keys.map((k) => [k, this.tensors.get(k)!]));
+  }
+  async run(p: ProgramJSON, feeds: Record<string, Tensor>, read = p.outputs.map((o) => o.name)): Promise<Record<string, Tensor>> {
+    const all: Record<string, Tensor> = {};
+    for (const a of p.args) {
+      const k = argKey(a);
+      const t = feeds[k] ?? this.tensors.get(k);
+      if (t) all[k] = t;
+    }
+    const r = runCpu(p, this.kernels, all, Float32Array);
+    for (const [k, t] of Object.entries(r.updates)) this.tensors.set(k, t);
+    return Object.fromEntries(read.map((n) => [n, r.outputs[n]]));
+  }
+  dispose(): void {
+    this.tensors.clear();
+  }
+}
+
+const MAGIC = 0x31434c44; // "DLC1"
+
+export class Model {
+  /** Updates taken so far; the optimizer's `t` is step + 1. */
+  step = 0;
+  /** Run-time optimizer hyperparameters (lr, beta1, ...): change them at will. */
+  readonly hypers: Record<string, number>;
+  private disposed = false;
+
+  private constructor(
+    readonly manifest: Manifest,
+    readonly backend: Backend,
+    private readonly exec: Executor,
+    readonly seed: number,
+  ) {
+    this.hypers = { ...manifest.optimizer.hypers };
+  }
+
+  static async create(manifest: Manifest, kernels: Readonly<Record<string, CpuKernel | 'alias'>>, opts: ModelOptions = {}): Promise<Model> {
+    const seed = opts.seed ?? manifest.train.seed;
+    const device = opts.backend === 'cpu' ? undefined : (opts.device ?? (await defaultDevice()));
+    if (opts.backend === 'webgpu' && !device) throw new Error('WebGPU was asked for, but no adapter is available');
+    const exec: Executor = device ? new WebGPUExecutor(device) : new CpuExecutor(kernels);
+    const model = new Model(manifest, device ? 'webgpu' : 'cpu', exec, seed);
+    // Initial values are computed on the CPU, so every backend starts from the same numbers.
+    const init = runCpu(manifest.programs.init, kernels, { 'hyper:key': { data: new Int32Array([seed, 0]), shape: [2] } }, Float32Array);
+    for (const [k, t] of Object.entries(init.updates)) exec.write(k, t);
+    return model;
+  }
+
+  /** One optimizer update on `batch`; returns the loss and the model's metrics on it. */
+  async trainStep(batch: Feeds): Promise<Record<string, number>> {
+    const p = this.manifest.programs.train;
+    const out = await this.exec.run(p, { ...this.feeds(batch, p), ...this.stepHypers(this.step + 1) });
+    this.step++;
+    return scalars(out);
+  }
+
+  /** Loss and metrics on `batch` with the inference graph; nothing is updated. */
+  async evaluate(batch: Feeds): Promise<Record<string, number>> {
+    const p = this.manifest.programs.evaluate;
+    return scalars(await this.exec.run(p, this.feeds(batch, p)));
+  }
+
+  /** The model's outputs for `inputs`, any batch size. */
+  async predict(inputs: Feeds): Promise<Record<string, Tensor>> {
+    const p = this.manifest.programs.predict;
+    return this.exec.run(p, this.feeds(inputs, p));
+  }
+
+  /** Parameters by name (copies). */
+  async getParams(): Promise<Record<string, Tensor>> {
+    const keys = this.manifest.params.map((p) => `param:${p.name}`);
+    const t = await this.exec.read(keys);
+    return Object.fromEntries(this.manifest.params.map((p, i) => [p.name, copy(t[keys[i]])]));
+  }
+
+  /** Replace parameters by name (all or some), e.g. imported weights. */
+  setParams(byName: Record<string, TypedArray | Tensor>): void {
+    const specs = new Map(this.manifest.params.map((p) => [p.name, p]));
+    const checked = Object.entries(byName).map(([name, v]) => {
+      const spec = specs.get(name);
+      if (!spec) throw new DlcInputError(`no parameter '${name}'; the parameters are ${[...specs.keys()].join(', ')}`);
+      return [name, toTensor(spec, v)] as const;
+    });
+    for (const [name, t] of checked) this.exec.write(`param:${name}`, t);
+  }
+
+  /** Parameters, state, optimizer slots and the step, as bytes. `extra` is kept alongside. */
+  async save(extra: Record<string, unknown> = {}): Promise<Uint8Array> {
+    const entries = this.saved();
+    const values = await this.exec.read(entries.map((e) => e.key));
+    let offset = 0;
+    const index = entries.map((e) => {
+      const t = values[e.key];
+      const item = { key: e.key, dtype: e.spec.dtype, shape: t.shape, offset };
+      offset += t.data.length * 4;
+      return item;
+    });
+    const header = new TextEncoder().encode(
+      JSON.stringify({ model: this.manifest.model, step: this.step, seed: this.seed, hypers: this.hypers, tensors: index, extra }),
+    );
+    const bytes = new Uint8Array(12 + header.length + offset);
+    const view = new DataView(bytes.buffer);
+    view.setUint32(0, MAGIC, true);
+    view.setUint32(4, header.length, true);
+    bytes.set(header, 12);
+    const body = 12 + header.length;
+    index.forEach((e) => {
+      const t = values[e.key].data;
+      const data = t instanceof Float64Array ? new Float32Array(t) : t;
+      bytes.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), body + e.offset);
+    });
+    view.setUint32(8, checksum(bytes.subarray(body)), true);
+    return bytes;
+  }
+
+  /** Load what `save` wrote. Everything is checked before anything changes. Returns `extra`. */
+  restore(bytes: Uint8Array): Record<string, unknown> {
+    const fail = (why: string): never => {
+      throw new DlcInputError(`not a checkpoint of model '${this.manifest.model}': ${why}`);
+    };
+    if (bytes.length < 12) fail('too short');
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    if (view.getUint32(0, true) !== MAGIC) fail('bad magic number');
+    const hlen = view.getUint32(4, true);
+    if (12 + hlen > bytes.length) fail('truncated header');
+    let header: { model: string; step: number; hypers: Record<string, number>; tensors: { key: string; dtype: string; shape: number[]; offset: number }[]; extra: Record<string, unknown> };
+    try {
+      header = JSON.parse(new TextDecoder().decode(bytes.subarray(12, 12 + hlen)));
+    } catch {
+      return fail('unreadable header');
+    }
+    const body = bytes.subarray(12 + hlen);
+    if (checksum(body) !== view.getUint32(8, true)) fail('checksum mismatch (the file is damaged or truncated)');
+    if (header.model !== this.manifest.model) fail(`it belongs to model '${header.model}'`);
+    const byKey = new Map(header.tensors.map((t) => [t.key, t]));
+    const loaded = this.saved().map(({ key, spec }) => {
+      const t = byKey.get(key);
+      if (!t) return fail(`it has no '${key}'`);
+      if (t.shape.join() !== spec.shape.join() || t.dtype !== spec.dtype) fail(`'${key}' is ${t.dtype}[${t.shape}], expected ${spec.dtype}[${spec.shape}]`);
+      const n = numel(t.shape);
+      if (t.offset + n * 4 > body.length) fail(`'${key}' is truncated`);
+      const raw = body.slice(t.offset, t.offset + n * 4).buffer;
+      return [key, { data: spec.dtype === 'f32' ? new Float32Array(raw) : new Int32Array(raw), shape: t.shape }] as const;
+    });
+    for (const [key, t] of loaded) this.exec.write(key, t);
+    this.step = header.step;
+    Object.assign(this.hypers, header.hypers);
+    return header.extra ?? {};
+  }
+
+  /** Frees every buffer of the model; it cannot be used afterwards. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.exec.dispose();
+  }
+
+  private saved(): { key: string; spec: TensorSpec }[] {
+    const m = this.manifest;
+    return [
+      ...m.params.map((spec) => ({ key: `param:${spec.name}`, spec })),
+      ...m.state.map((spec) => ({ key: `state:${spec.name}`, spec })),
+      ...m.slots.map((spec) => ({ key: `slot:${spec.name}`, spec })),
+    ];
+  }
+
+  private stepHypers(t: number): Record<string, Tensor> {
+    const out: Record<string, Tensor> = {
+      'hyper:t': { data: new Float32Array([t]), shape: [] },
+      'hyper:key': { data: new Int32Array([this.seed, t]), shape: [2] },
+    };
+    for (const [k, v] of Object.entries(this.hypers)) out[`hyper:${k}`] = { data: new Float32Array([v]), shape: [] };
+    return out;
+  }
+
+  /** The program's data inputs from `batch`, checked against the manifest. */
+  private feeds(batch: Feeds, p: ProgramJSON): Record<string, Tensor> {
+    if (this.disposed) throw new Error('this model has been disposed');
+    const out: Record<string, Tensor> = {};
+    for (const a of p.args) {
+      if (a.role !== 'input') continue;
+      const spec = this.manifest.inputs.find((i) => i.name === a.name)!;
+      const v = batch[a.name];
+      if (v === undefined) throw new DlcInputError(`missing input '${a.name}' (${spec.dtype}[${spec.shape.join(', ')}])`);
+      out[argKey(a)] = toTensor(spec, v);
+    }
+    const syms: Record<string, number> = {};
+    for (const a of p.args) {
+      if (a.role !== 'input') continue;
+      const spec = this.manifest.inputs.find((i) => i.name === a.name)!;
+      spec.shape.forEach((d, k) => {
+        if (typeof d !== 'string') return;
+        const got = out[argKey(a)].shape[k];
+        if (syms[d] !== undefined && syms[d] !== got)
+          throw new DlcInputError(`input '${a.name}' has ${d} = ${got}, but another input has ${d} = ${syms[d]}`);
+        syms[d] = got;
+      });
+    }
+    return out;
+  }
+}
+
+/** Checks `v` against `spec` (dtype and every fixed dim); infers the one run-time dim of a flat array. */
+function toTensor(spec: TensorSpec, v: TypedArray | Tensor): Tensor {
+  const t: Tensor = ArrayBuffer.isView(v) ? { data: v, shape: inferShape(spec, v) } : v;
+  const want = `${spec.dtype}[${spec.shape.join(', ')}]`;
+  const isInt = t.data instanceof Int32Array;
+  if (isInt !== (spec.dtype !== 'f32'))
+    throw new DlcInputError(`input '${spec.name}' expects ${want} (${spec.dtype === 'f32' ? 'a Float32Array' : 'an Int32Array'}), got a ${t.data.constructor.name}`);
+  const ok = t.shape.length === spec.shape.length && spec.shape.every((d, i) => typeof d === 'string' || d === t.shape[i]);
+  if (!ok || numel(t.shape) !== t.data.length)
+    throw new DlcInputError(`input '${spec.name}' expects shape ${want}, got [${t.shape.join(', ')}]${numel(t.shape) !== t.data.length ? ` with ${t.data.length} values` : ''}`);
+  return t;
+}
+
+function inferShape(spec: TensorSpec, data: TypedArray): number[] {
+  const fixed = spec.shape.reduce<number>((p, d) => (typeof d === 'number' ? p * d : p), 1);
+  const free = spec.shape.filter((d) => typeof d === 'string').length;
+  if (free > 1) throw new DlcInputError(`input '${spec.name}' has several run-time dims [${spec.shape.join(', ')}]; pass { data, shape }`);
+  if (data.length % fixed !== 0 || (free === 0 && data.length !== fixed))
+    throw new DlcInputError(`input '${spec.name}' expects ${spec.dtype}[${spec.shape.join(', ')}], got ${data.length} values (not a multiple of ${fixed})`);
+  return spec.shape.map((d) => (typeof d === 'number' ? d : data.length / fixed));
+}
+
+function scalars(out: Record<string, Tensor>): Record<string, number> {
+  return Object.fromEntries(Object.entries(out).map(([k, t]) => [k, t.data[0]]));
+}
+
+function copy(t: Tensor): Tensor {
+  return { data: t.data.slice(), shape: [...t.shape] };
+}
+
+async function defaultDevice(): Promise<GPUDevice | undefined> {
+  const gpu = (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
+  const adapter = await gpu?.requestAdapter();
+  if (!adapter) return undefined;
+  const limits = adapter.limits;
+  return adapter.requestDevice({
+    requiredLimits: { maxStorageBuffersPerShaderStage: limits.maxStorageBuffersPerShaderStage, maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize, maxBufferSize: limits.maxBufferSize },
+  });
+}
+
+/** FNV-1a over the bytes, to tell a damaged checkpoint from a good one. */
+function checksum(b: Uint8Array): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < b.length; i++) h = Math.imul(h ^ b[i], 0x01000193);
+  return h >>> 0;
+}

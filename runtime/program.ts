@@ -1,0 +1,80 @@
+// The compiled program as the runtime sees it: plain JSON, no compiler objects. The compiler's
+// bundle stage writes it into manifest.json and model.js; the executors run it.
+
+export type DType = 'f32' | 'i32' | 'bool';
+export type Dim = number | string;
+export type AttrValue = number | string | boolean | null | readonly (number | string)[];
+
+/** Threads per workgroup of every generated kernel. */
+export const WORKGROUP = 64;
+
+export type Grid = { kind: 'elements' } | { kind: 'tiles'; rows: number; cols: number };
+
+export interface NodeJSON {
+  id: number;
+  op: string;
+  inputs: number[];
+  attrs: Record<string, AttrValue>;
+  shape: Dim[];
+  dtype: DType;
+  /** Index into Program.kernels; absent for leaves (arg, const) and aliases (reshape). */
+  kernel?: number;
+}
+
+export interface KernelJSON {
+  /** File name under kernels/ and the pipeline-cache key. */
+  name: string;
+  wgsl: string;
+  grid: Grid;
+}
+
+export interface ArgJSON {
+  role: 'input' | 'param' | 'state' | 'slot' | 'hyper';
+  name: string;
+  node: number;
+}
+
+/** A program: nodes in execution order, its named results, and the updates it makes to its
+ *  arguments (new parameters, optimizer slots, layer state). */
+export interface ProgramJSON {
+  nodes: NodeJSON[];
+  args: ArgJSON[];
+  outputs: { name: string; node: number }[];
+  updates: { role: ArgJSON['role']; name: string; node: number }[];
+  symbols: string[];
+  kernels: KernelJSON[];
+}
+
+export interface TensorSpec {
+  name: string;
+  dtype: DType;
+  shape: Dim[];
+}
+
+export interface ParamSpec extends TensorSpec {
+  tags: string[];
+}
+
+export interface Manifest {
+  format: 'dlc-bundle/1';
+  model: string;
+  inputs: TensorSpec[];
+  outputs: TensorSpec[];
+  metrics: string[];
+  params: ParamSpec[];
+  state: TensorSpec[];
+  /** Optimizer slot tensors, named `<param>:<slot>`. */
+  slots: TensorSpec[];
+  optimizer: { name: string; hypers: Record<string, number> };
+  train: { batch: number; epochs: number; shuffle: boolean; seed: number; earlyStop?: { patience: number; on: string } };
+  programs: {
+    /** Parameters, state and slots from the seed. */
+    init: ProgramJSON;
+    /** One training step: loss, metrics and every update. */
+    train: ProgramJSON;
+    /** Loss and metrics without updates (the inference graph). */
+    evaluate: ProgramJSON;
+    /** Model outputs (the inference graph). */
+    predict: ProgramJSON;
+  };
+}

@@ -1,0 +1,4 @@
+declare module 'dlc:manifest' {
+  const manifest: unknown;
+  export default manifest;
+}

@@ -1,0 +1,14 @@
+# Initializers: fns of (shape, fan_in, fan_out), deterministic under the model's seed.
+
+fn zeros(shape, fan_in, fan_out) = fill(shape, 0.0)
+fn ones(shape, fan_in, fan_out) = fill(shape, 1.0)
+
+# Standard normal samples by the Box-Muller transform.
+fn normal(shape) = sqrt(-2 * log(1 - uniform(shape))) * cos(6.283185307179586 * uniform(shape))
+
+fn he_normal(shape, fan_in, fan_out) = normal(shape) * sqrt(2 / fan_in)
+fn xavier_normal(shape, fan_in, fan_out) = normal(shape) * sqrt(2 / (fan_in + fan_out))
+fn xavier_uniform(shape, fan_in, fan_out) {
+  limit = sqrt(6 / (fan_in + fan_out))
+  return (2 * uniform(shape) - 1) * limit
+}

@@ -1,0 +1,26 @@
+# Optimizers: a per-parameter update rule. Hyperparameters are run-time values, so changing them
+# needs no recompilation; `t` counts updates from 1.
+
+optimizer sgd(lr = 0.01) {
+  step(p, g, t) {
+    p <- p - lr * g
+  }
+}
+
+optimizer momentum(lr = 0.01, mu = 0.9) {
+  state v = zeros
+  step(p, g, t) {
+    v <- mu * v - lr * g
+    p <- p + v
+  }
+}
+
+optimizer adam(lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8) {
+  state m = zeros
+  state v = zeros
+  step(p, g, t) {
+    m <- beta1 * m + (1 - beta1) * g
+    v <- beta2 * v + (1 - beta2) * g ^ 2
+    p <- p - lr * (m / (1 - beta1 ^ t)) / (sqrt(v / (1 - beta2 ^ t)) + eps)
+  }
+}

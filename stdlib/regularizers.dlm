@@ -1,0 +1,7 @@
+# Penalties added to the loss, and projections applied after each update.
+
+regularizer l2(lambda) { penalty(w) = lambda * sum(w ^ 2) }
+regularizer l1(lambda) { penalty(w) = lambda * sum(abs(w)) }
+
+fn norm(x, axis = 0) = sqrt(sum(x ^ 2, axis: axis, keepdims: true))
+constraint max_norm(c) { project(w) = w * min(1, c / (norm(w, axis: 0) + 1e-7)) }
