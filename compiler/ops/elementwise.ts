@@ -1,0 +1,299 @@
+// Elementwise ops: unary math, binary arithmetic and comparisons with NumPy broadcasting, and
+// select. One table row per op holds its typing, its CPU scalar function, its WGSL expression and
+// its VJP; the shape rule, the CPU kernel and the WGSL kernel are written once for all rows.
+//
+// Integer semantics (i32, matching WGSL): + - * wrap around (two's complement); `div` truncates
+// toward zero and x / 0 = x (WGSL's rule); `pow` with an exponent < 0 is 1 / a^|b| truncated (so 0
+// unless a is 1 or -1); max/min/abs/sign/neg as usual. Booleans are i32 0/1.
+// Float `pow` follows Math.pow in WGSL too: x^0 = 1, a negative base with an integer exponent keeps
+// its sign by the exponent's parity, and a negative base with a fractional exponent gives NaN.
+
+import * as b from '../ir/build.ts';
+import { ShapeError, broadcastShapes, typeStr, type Attrs, type DType, type Node } from '../ir/node.ts';
+import type { UnaryKind, BinaryKind } from './registry.ts';
+import type { CpuCtx, CpuKernel, KernelSig, OpDef, Tensor, TypedArray } from './types.ts';
+
+// ---------------------------------------------------------------------------------------------
+// Shared helpers (reduce, leaf and random use them too)
+
+/** Called with three arguments whatever the arity (unused ones are junk): wrap variadic functions
+ *  such as Math.max. */
+type Scalar = (a: number, b: number, c: number) => number;
+
+/** A fresh output array: `ctx.float` for f32, Int32Array for i32 and bool. */
+export function alloc(dtype: DType, n: number, ctx: CpuCtx): TypedArray {
+  return dtype === 'f32' ? new ctx.float(n) : new Int32Array(n);
+}
+
+export const numel = (shape: readonly number[]): number => shape.reduce((p, d) => p * d, 1);
+
+/** Strides for reading a tensor of `shape` at the multi-indices of the broadcast shape `full`:
+ *  0 on stretched (size-1) and missing leading axes. */
+export function broadcastStrides(shape: readonly number[], full: readonly number[]): number[] {
+  const st = new Array<number>(full.length).fill(0);
+  for (let k = shape.length - 1, s = 1; k >= 0; k--) {
+    if (shape[k] !== 1) st[k + full.length - shape.length] = s;
+    s *= shape[k];
+  }
+  return st;
+}
+
+/** Flat offsets (under `strides`) of every multi-index of `dims`, in row-major order. */
+export function boxOffsets(dims: readonly number[], strides: readonly number[]): Int32Array {
+  let offs = new Int32Array([0]);
+  dims.forEach((d, k) => {
+    const next = new Int32Array(offs.length * d);
+    for (let i = 0; i < offs.length; i++) for (let j = 0; j < d; j++) next[i * d + j] = offs[i] + j * strides[k];
+    offs = next;
+  });
+  return offs;
+}
+
+/** WGSL has no literals for infinities and NaN (and rejects them in constant expressions): they are
+ *  made from their bits at run time by this function, which a kernel using them must include. */
+export const WGSL_BITS = 'fn bits_f32(b: u32) -> f32 { return bitcast<f32>(b); }';
+
+/** A WGSL literal of `dtype`; infinities and NaN call `bits_f32` (WGSL_BITS). */
+export function wgslLiteral(v: number, dtype: DType): string {
+  if (dtype !== 'f32') return `i32(${Number.isNaN(v) ? 0 : Math.max(-2147483648, Math.min(2147483647, Math.trunc(v)))})`;
+  if (Number.isNaN(v)) return 'bits_f32(0x7fc00000u)';
+  if (!Number.isFinite(v)) return `bits_f32(${v > 0 ? '0x7f800000u' : '0xff800000u'})`;
+  const s = String(Math.fround(v));
+  return /[.e]/.test(s) ? `f32(${s})` : `${s}.0`;
+}
+
+export const MAIN = '@compute @workgroup_size(WG) fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>)';
+
+/** WGSL statements that split the thread id `i` into output coordinates c0..c{rank-1}. */
+export function wgslCoords(rank: number): string {
+  if (rank === 0) return '';
+  const lines = ['var rem = i;'];
+  for (let k = rank - 1; k > 0; k--) lines.push(`let c${k} = rem % M(OUT + ${k}u); rem = rem / M(OUT + ${k}u);`);
+  lines.push('let c0 = rem;');
+  return lines.join('\n  ');
+}
+
+/** WGSL index into input `k` (of `rank`) at the output coordinates, broadcasting its size-1 and
+ *  missing leading dims (read from meta). */
+export function wgslBroadcastIndex(k: number, rank: number, outRank: number): string {
+  let e = '0u';
+  for (let a = 0; a < rank; a++) {
+    const d = `M(IN${k} + ${a}u)`;
+    const c = `c${a + outRank - rank} % ${d}`;
+    e = a === 0 ? c : `(${e}) * ${d} + ${c}`;
+  }
+  return e;
+}
+
+/** Applies `f` elementwise over `ins` broadcast to `shape`, writing `out`. */
+function mapBroadcast(f: Scalar, ins: readonly Tensor[], shape: readonly number[], out: TypedArray): void {
+  const n = out.length;
+  const [A, B = A, C = A] = ins.map((t) => t.data);
+  if (ins.every((t) => t.data.length === n || t.data.length === 1)) {
+    // Same layout as the output, or a single value: no index math.
+    if (ins.length === 1) for (let i = 0; i < n; i++) out[i] = f(A[i], 0, 0);
+    else {
+      const [ka, kb = 0, kc = 0] = ins.map((t) => (t.data.length === n ? 1 : 0));
+      for (let i = 0; i < n; i++) out[i] = f(A[i * ka], B[i * kb], C[i * kc]);
+    }
+    return;
+  }
+  // Row by row over the last axis, with an odometer over the others.
+  const R = shape.length;
+  const st = ins.map((t) => broadcastStrides(t.shape, shape));
+  const [sa, sb = 0, sc = 0] = st.map((s) => s[R - 1]);
+  const [ta, tb = ta, tc = ta] = st;
+  const len = shape[R - 1];
+  const idx = new Array<number>(R).fill(0);
+  let pa = 0, pb = 0, pc = 0;
+  for (let o = 0; o < n; o += len) {
+    for (let j = 0; j < len; j++) out[o + j] = f(A[pa + j * sa], B[pb + j * sb], C[pc + j * sc]);
+    for (let k = R - 2; k >= 0; k--) {
+      pa += ta[k]; pb += tb[k]; pc += tc[k];
+      if (++idx[k] < shape[k]) break;
+      pa -= ta[k] * shape[k]; pb -= tb[k] * shape[k]; pc -= tc[k] * shape[k];
+      idx[k] = 0;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The table
+
+/** What an op takes and gives: float f32→f32; num f32|i32→same; cmp equal dtypes→bool;
+ *  logic bool→bool; select (bool, T, T)→T; cast any→attrs.to. */
+type Typing = 'float' | 'num' | 'cmp' | 'logic' | 'select' | 'cast';
+
+interface Row {
+  arity: 1 | 2 | 3;
+  typing: Typing;
+  /** The scalar function for operands of dtype `t` (the value operands') giving dtype `to`. */
+  cpu(t: DType, to: DType): Scalar;
+  /** The WGSL expression over operand expressions `x`. */
+  wgsl(x: string[], t: DType, to: DType): string;
+  /** WGSL functions the expression calls. */
+  fns?: string;
+  /** Cotangents of the inputs `x` of `y` from `ct`, built from IR ops; null: no gradient (or zero). */
+  vjp(x: readonly Node[], y: Node, ct: Node): (Node | null)[];
+}
+
+/** The same scalar function for every dtype, or an override for i32 operands. */
+const fn = (f: Scalar, int: Scalar = f) => (t: DType) => (t === 'i32' ? int : f);
+const none = (x: readonly Node[]) => x.map(() => null);
+const zero = () => b.constant(0);
+const ge = (p: Node, q: Node) => b.binary('ge', p, q);
+const le = (p: Node, q: Node) => b.binary('le', p, q);
+
+function ipow(a: number, e: number): number {
+  if (e < 0) return a === 1 ? 1 : a === -1 ? (e & 1 ? -1 : 1) : 0;
+  let r = 1;
+  for (; e > 0; e >>= 1) {
+    if (e & 1) r = Math.imul(r, a);
+    a = Math.imul(a, a);
+  }
+  return r;
+}
+
+const POW_FNS = `${WGSL_BITS}
+fn fpow(a: f32, e: f32) -> f32 {
+  if (e == 0.0) { return 1.0; }
+  if (a >= 0.0) { return pow(a, e); }
+  if (floor(e) != e) { return ${wgslLiteral(NaN, 'f32')}; }
+  let m = pow(-a, e);
+  return select(m, -m, abs(e) % 2.0 == 1.0);
+}
+fn ipow(a0: i32, e0: i32) -> i32 {
+  if (e0 < 0) { return select(select(0, select(1, -1, (e0 & 1) != 0), a0 == -1), 1, a0 == 1); }
+  var r = 1; var a = a0; var e = e0;
+  while (e > 0) { if ((e & 1) != 0) { r = r * a; } a = a * a; e = e >> 1u; }
+  return r;
+}`;
+
+const castTo: Record<DType, Scalar> = {
+  f32: (a) => a,
+  i32: (a) => (a !== a ? 0 : Math.min(2147483647, Math.max(-2147483648, Math.trunc(a)))),
+  bool: (a) => (a !== 0 ? 1 : 0),
+};
+
+const unary = (typing: Typing, cpu: Row['cpu'], wgsl: (a: string, t: DType, to: DType) => string, vjp: Row['vjp'], fns?: string): Row =>
+  ({ arity: 1, typing, cpu, wgsl: ([a], t, to) => wgsl(a, t, to), vjp, fns });
+const binary = (typing: Typing, cpu: Row['cpu'], wgsl: (a: string, b: string, t: DType) => string, vjp: Row['vjp'], fns?: string): Row =>
+  ({ arity: 2, typing, cpu, wgsl: ([a, c], t) => wgsl(a, c, t), vjp, fns });
+const compare = (cpu: (a: number, b: number) => boolean, op: string): Row =>
+  binary('cmp', () => (a, c) => (cpu(a, c) ? 1 : 0), (a, c) => `i32(${a} ${op} ${c})`, none);
+
+const rows: Record<UnaryKind | BinaryKind | 'select', Row> = {
+  neg: unary('num', fn((a) => -a), (a) => `-(${a})`, (_, __, ct) => [b.neg(ct)]),
+  exp: unary('float', fn(Math.exp), (a) => `exp(${a})`, (_, y, ct) => [b.mul(ct, y)]),
+  log: unary('float', fn(Math.log), (a) => `log(${a})`, ([x], _, ct) => [b.div(ct, x)]),
+  sqrt: unary('float', fn(Math.sqrt), (a) => `sqrt(${a})`, (_, y, ct) => [b.div(ct, b.mul(b.constant(2), y))]),
+  abs: unary('num', fn(Math.abs), (a) => `abs(${a})`, ([x], _, ct) => [b.mul(ct, b.sign(x))]),
+  sin: unary('float', fn(Math.sin), (a) => `sin(${a})`, ([x], _, ct) => [b.mul(ct, b.cos(x))]),
+  cos: unary('float', fn(Math.cos), (a) => `cos(${a})`, ([x], _, ct) => [b.neg(b.mul(ct, b.sin(x)))]),
+  floor: unary('float', fn(Math.floor), (a) => `floor(${a})`, none), // zero gradient almost everywhere
+  sign: unary('num', fn(Math.sign), (a) => `sign(${a})`, none), // zero gradient almost everywhere
+  not: unary('logic', fn((a) => a ^ 1), (a) => `(${a} ^ 1)`, none),
+  cast: unary('cast', (_, to) => castTo[to], (a, t, to) => (to === 'bool' ? `i32(${a} != ${wgslLiteral(0, t)})` : `${to}(${a})`),
+    ([x], y, ct) => [x.dtype === 'f32' && y.dtype === 'f32' ? ct : null]), // only f32 → f32 (which `cast` never builds) has one
+
+  add: binary('num', fn((a, c) => a + c), (a, c) => `${a} + ${c}`, (_, __, ct) => [ct, ct]),
+  sub: binary('num', fn((a, c) => a - c), (a, c) => `${a} - ${c}`, (_, __, ct) => [ct, b.neg(ct)]),
+  mul: binary('num', fn((a, c) => a * c, Math.imul), (a, c) => `${a} * ${c}`, ([p, q], _, ct) => [b.mul(ct, q), b.mul(ct, p)]),
+  div: binary('num', fn((a, c) => a / c, (a, c) => (c === 0 ? a : Math.trunc(a / c))), (a, c) => `${a} / ${c}`,
+    ([, q], y, ct) => [b.div(ct, q), b.neg(b.mul(ct, b.div(y, q)))]),
+  pow: binary('num', fn(Math.pow, ipow), (a, c, t) => `${t === 'i32' ? 'ipow' : 'fpow'}(${a}, ${c})`,
+    ([p, q], y, ct) => [
+      b.mul(ct, b.mul(q, b.pow(p, b.sub(q, b.constant(1))))),
+      b.mul(ct, b.mul(y, b.select(b.binary('gt', p, zero()), b.log(p), zero()))),
+    ], POW_FNS),
+  // Ties send the whole cotangent to the first operand.
+  max: binary('num', fn((a, c) => Math.max(a, c)), (a, c) => `max(${a}, ${c})`, ([p, q], _, ct) => [b.select(ge(p, q), ct, zero()), b.select(ge(p, q), zero(), ct)]),
+  min: binary('num', fn((a, c) => Math.min(a, c)), (a, c) => `min(${a}, ${c})`, ([p, q], _, ct) => [b.select(le(p, q), ct, zero()), b.select(le(p, q), zero(), ct)]),
+
+  eq: compare((a, c) => a === c, '=='),
+  ne: compare((a, c) => a !== c, '!='),
+  lt: compare((a, c) => a < c, '<'),
+  le: compare((a, c) => a <= c, '<='),
+  gt: compare((a, c) => a > c, '>'),
+  ge: compare((a, c) => a >= c, '>='),
+  and: binary('logic', fn((a, c) => a & c), (a, c) => `${a} & ${c}`, none),
+  or: binary('logic', fn((a, c) => a | c), (a, c) => `${a} | ${c}`, none),
+
+  select: {
+    arity: 3,
+    typing: 'select',
+    cpu: () => (c, p, q) => (c !== 0 ? p : q),
+    wgsl: ([c, p, q]) => `select(${q}, ${p}, ${c} != 0)`,
+    vjp: ([c], _, ct) => [null, b.select(c, ct, zero()), b.select(c, zero(), ct)],
+  },
+};
+
+// ---------------------------------------------------------------------------------------------
+// The shape rule, CPU kernel and WGSL kernel shared by every row
+
+const isNum = (t: DType) => t === 'f32' || t === 'i32';
+const DTYPES: readonly DType[] = ['f32', 'i32', 'bool'];
+
+function resultType(op: string, typing: Typing, x: readonly Node[], attrs: Attrs): DType {
+  const t = x.map((n) => n.dtype);
+  const bad = (want: string) => new ShapeError(`${op} expects ${want}, got ${x.map(typeStr).join(', ')}`);
+  const same = t.every((d) => d === t[0]);
+  switch (typing) {
+    case 'float':
+      if (t[0] !== 'f32') throw bad('f32');
+      return 'f32';
+    case 'num':
+      if (!same || !isNum(t[0])) throw bad('operands of one dtype, f32 or i32');
+      return t[0];
+    case 'cmp':
+      if (!same) throw bad('operands of one dtype');
+      return 'bool';
+    case 'logic':
+      if (!t.every((d) => d === 'bool')) throw bad('bool operands');
+      return 'bool';
+    case 'select':
+      if (t[0] !== 'bool' || t[1] !== t[2]) throw bad('a bool condition and two branches of one dtype');
+      return t[1];
+    case 'cast':
+      if (!DTYPES.includes(attrs.to as DType)) throw new ShapeError(`cast to unknown dtype ${String(attrs.to)}`);
+      return attrs.to as DType;
+  }
+}
+
+/** The value operands' dtype (select's branches, otherwise the first operand). */
+const valueType = (row: Row, dts: readonly DType[]): DType => dts[row.typing === 'select' ? 1 : 0];
+
+function define(op: UnaryKind | BinaryKind | 'select', row: Row): OpDef {
+  const cpu: CpuKernel = (ins, _attrs, out, ctx) => {
+    const data = alloc(out.dtype, numel(out.shape), ctx);
+    mapBroadcast(row.cpu(valueType(row, ins.map((t) => (t.data instanceof Int32Array ? 'i32' : 'f32'))), out.dtype), ins, out.shape, data);
+    return data;
+  };
+  return {
+    shape(inputs, attrs) {
+      if (inputs.length !== row.arity) throw new ShapeError(`${op} takes ${row.arity} operand(s), got ${inputs.length}`);
+      return { shape: broadcastShapes(inputs.map((n) => n.shape)), dtype: resultType(op, row.typing, inputs, attrs) };
+    },
+    vjp: (node, ct) => row.vjp(node.inputs, node, ct),
+    cpu,
+    wgsl(sig: KernelSig) {
+      const R = sig.output.rank;
+      const loads = sig.inputs.map((inp, k) => `let x${k} = in${k}[${wgslBroadcastIndex(k, inp.rank, R)}];`);
+      const expr = row.wgsl(sig.inputs.map((_, k) => `x${k}`), valueType(row, sig.inputs.map((i) => i.dtype)), sig.output.dtype);
+      const code = `${row.fns ?? ''}
+${MAIN} {
+  let i = thread_id(gid, nwg);
+  if (i >= M(0u)) { return; }
+  ${wgslCoords(R)}
+  ${loads.join('\n  ')}
+  out[i] = ${expr};
+}`;
+      return { code, grid: { kind: 'elements' } };
+    },
+  };
+}
+
+export const elementwiseOps = Object.fromEntries(Object.entries(rows).map(([op, row]) => [op, define(op as keyof typeof rows, row)])) as Record<
+  UnaryKind | BinaryKind | 'select',
+  OpDef
+>;
