@@ -5,11 +5,15 @@ import { existsSync } from 'node:fs';
 
 const SWIFTSHADER = '/usr/lib/chromium/vk_swiftshader_icd.json';
 
+/** Dawn shuts down when its GPU object is garbage-collected: keep it for the life of the process. */
+let gpu: GPU | undefined;
+
 export async function nodeDevice(): Promise<GPUDevice | undefined> {
   if (!process.env.VK_ICD_FILENAMES && existsSync(SWIFTSHADER)) process.env.VK_ICD_FILENAMES = SWIFTSHADER;
   const { create, globals } = await import('webgpu');
   Object.assign(globalThis, globals);
-  const adapter = await create([]).requestAdapter();
+  gpu ??= create([]);
+  const adapter = await gpu.requestAdapter();
   if (!adapter) return undefined;
   const l = adapter.limits;
   return adapter.requestDevice({

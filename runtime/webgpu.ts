@@ -1,0 +1,278 @@
+// The WebGPU executor. It owns named persistent tensors (inputs, parameters, state, slots: keyed by
+// `argKey`) that stay on the GPU between runs, and runs programs against them: one command
+// encoder, one compute pass and one submit per run, then each update is copied into its tensor.
+//
+// Caches: pipelines by kernel name; per program and concrete shape a plan (a buffer per node,
+// const nodes uploaded, meta uniforms written and bind groups made once). Replacing a persistent
+// buffer (a tensor grown past its capacity) drops every plan.
+//
+// Runs must be awaited one after another. An update whose value is another updated argument's
+// buffer (a swap) is not supported.
+
+import type { Tensor } from '../compiler/ops/types.ts';
+import { WORKGROUP, type DType, type Grid, type ProgramJSON } from './program.ts';
+import { constData } from './cpu.ts';
+import { argKey, bindSymbols, nodeShapes, numel, resolveShape, type Syms } from './shapes.ts';
+
+// GPUBufferUsage / GPUMapMode / GPUShaderStage values, fixed by the spec (the globals may be
+// missing in Node).
+const MAP_READ = 1, COPY_SRC = 4, COPY_DST = 8, UNIFORM = 64, STORAGE = 128, COMPUTE = 4;
+const MAX_GROUPS = 65535;
+
+interface Stored {
+  buffer: GPUBuffer;
+  shape: number[];
+  dtype: DType;
+}
+
+interface Plan {
+  /** Buffers the plan made (node outputs, consts, meta, staging): destroyed with it. */
+  owned: GPUBuffer[];
+  /** Each node's buffer: its own, its argument's persistent one, or its input's (aliases). */
+  bufs: GPUBuffer[];
+  shapes: number[][];
+  dispatches: { pipeline: GPUComputePipeline; bindGroup: GPUBindGroup; groups: [number, number] }[];
+  /** Room for every output, at byte offsets `outOffsets`. */
+  staging: GPUBuffer;
+  outOffsets: number[];
+}
+
+const bytes = (shape: readonly number[]): number => numel(shape) * 4;
+
+/** Workgroups for `grid` over an output of `shape`; past 65535, a second dimension. */
+export function workgroups(grid: Grid, shape: readonly number[]): [number, number] {
+  const r = shape.length;
+  const threads =
+    grid.kind === 'elements'
+      ? numel(shape)
+      : numel(shape.slice(0, -2)) * Math.ceil((r >= 2 ? shape[r - 2] : 1) / grid.rows) * Math.ceil((r >= 1 ? shape[r - 1] : 1) / grid.cols);
+  const groups = Math.ceil(threads / WORKGROUP);
+  return groups > MAX_GROUPS ? [MAX_GROUPS, Math.ceil(groups / MAX_GROUPS)] : [groups, 1];
+}
+
+export class WebGPUExecutor {
+  private readonly tensors = new Map<string, Stored>();
+  private readonly pipelines = new Map<string, Promise<GPUComputePipeline>>();
+  private readonly layouts = new Map<number, GPUBindGroupLayout>();
+  private readonly programs = new Map<ProgramJSON, { pipelines: GPUComputePipeline[]; plans: Map<string, Plan> }>();
+
+  constructor(readonly device: GPUDevice) {}
+
+  /** Creates or overwrites the persistent tensor `key`. Float64 data is stored as f32. */
+  write(key: string, t: Tensor, dtype: DType = t.data instanceof Int32Array ? 'i32' : 'f32'): void {
+    if ((dtype === 'f32') === t.data instanceof Int32Array) throw new Error(`${key}: ${t.data.constructor.name} data for a ${dtype} tensor`);
+    if (t.data.length !== numel(t.shape)) throw new Error(`${key}: ${t.data.length} values for shape [${t.shape}]`);
+    const s = this.store(key, t.shape, dtype);
+    const data = t.data instanceof Float64Array ? new Float32Array(t.data) : t.data;
+    this.upload(s.buffer, data);
+  }
+
+  /** Reads persistent tensors back (one staging buffer, one map). */
+  async read(keys: readonly string[]): Promise<Record<string, Tensor>> {
+    const list = keys.map((k) => {
+      const s = this.tensors.get(k);
+      if (!s) throw new Error(`no tensor '${k}'`);
+      return s;
+    });
+    const offsets = offsetsOf(list.map((s) => s.shape));
+    const staging = this.buffer('dlc:read', offsets[list.length], MAP_READ | COPY_DST);
+    const enc = this.device.createCommandEncoder({ label: 'dlc:read' });
+    list.forEach((s, i) => copy(enc, s.buffer, staging, offsets[i], bytes(s.shape)));
+    this.device.queue.submit([enc.finish()]);
+    try {
+      const data = await mapped(staging);
+      return Object.fromEntries(keys.map((k, i) => [k, tensorAt(data, offsets[i], list[i])]));
+    } finally {
+      staging.destroy();
+    }
+  }
+
+  /**
+   * Writes `feeds` (keyed by `argKey`), runs `p` on the persistent tensors, applies its updates and
+   * reads back the outputs named in `read` (all by default; none skips the wait).
+   */
+  async run(p: ProgramJSON, feeds: Readonly<Record<string, Tensor>> = {}, read: readonly string[] = p.outputs.map((o) => o.name)): Promise<Record<string, Tensor>> {
+    const wanted = read.map((name) => {
+      const i = p.outputs.findIndex((o) => o.name === name);
+      if (i < 0) throw new Error(`no output '${name}'`);
+      return i;
+    });
+    const dtypeOf = new Map(p.args.map((a) => [argKey(a), p.nodes[a.node].dtype]));
+    for (const [k, t] of Object.entries(feeds)) this.write(k, t, dtypeOf.get(k));
+    for (const a of p.args) {
+      const s = this.tensors.get(argKey(a));
+      if (s && (s.dtype === 'f32') !== (p.nodes[a.node].dtype === 'f32')) throw new Error(`${a.role} '${a.name}' is ${s.dtype}, expects ${p.nodes[a.node].dtype}`);
+    }
+    const syms = bindSymbols(p, Object.fromEntries(this.tensors));
+    for (const u of p.updates) this.store(argKey(u), resolveShape(p.nodes[u.node].shape, syms), p.nodes[u.node].dtype);
+    const plan = await this.plan(p, syms);
+
+    const enc = this.device.createCommandEncoder({ label: 'dlc:run' });
+    const pass = enc.beginComputePass({ label: 'dlc:run' });
+    for (const d of plan.dispatches) {
+      pass.setPipeline(d.pipeline);
+      pass.setBindGroup(0, d.bindGroup);
+      pass.dispatchWorkgroups(...d.groups);
+    }
+    pass.end();
+    for (const i of wanted) copy(enc, plan.bufs[p.outputs[i].node], plan.staging, plan.outOffsets[i], bytes(plan.shapes[p.outputs[i].node]));
+    for (const u of p.updates) {
+      const dst = this.tensors.get(argKey(u))!.buffer;
+      if (plan.bufs[u.node] !== dst) copy(enc, plan.bufs[u.node], dst, 0, bytes(plan.shapes[u.node]));
+    }
+    this.device.queue.submit([enc.finish()]);
+    if (!wanted.length) return {};
+
+    const data = await mapped(plan.staging);
+    return Object.fromEntries(
+      wanted.map((i) => {
+        const n = p.outputs[i].node;
+        return [p.outputs[i].name, tensorAt(data, plan.outOffsets[i], { shape: plan.shapes[n], dtype: p.nodes[n].dtype })];
+      }),
+    );
+  }
+
+  /** Destroys every buffer this executor made. */
+  dispose(): void {
+    this.dropPlans();
+    for (const s of this.tensors.values()) s.buffer.destroy();
+    this.tensors.clear();
+  }
+
+  private upload(buffer: GPUBuffer, data: ArrayBufferView): void {
+    if (data.byteLength) this.device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength);
+  }
+
+  private buffer(label: string, size: number, usage: number): GPUBuffer {
+    return this.device.createBuffer({ label, size: Math.max(4, Math.ceil(size / 4) * 4), usage });
+  }
+
+  /** The persistent tensor `key` with room for `shape`; a new buffer drops every plan. */
+  private store(key: string, shape: readonly number[], dtype: DType): Stored {
+    let s = this.tensors.get(key);
+    if (!s || s.buffer.size < bytes(shape)) {
+      s?.buffer.destroy();
+      this.dropPlans();
+      s = { buffer: this.buffer(`dlc:${key}`, bytes(shape), STORAGE | COPY_SRC | COPY_DST), shape: [], dtype };
+      this.tensors.set(key, s);
+    }
+    s.shape = [...shape];
+    s.dtype = dtype;
+    return s;
+  }
+
+  private dropPlans(): void {
+    for (const prog of this.programs.values()) for (const plan of prog.plans.values()) for (const b of plan.owned) b.destroy();
+    this.programs.clear();
+  }
+
+  private layout(inputs: number): GPUBindGroupLayout {
+    let l = this.layouts.get(inputs);
+    if (!l) {
+      const entries: GPUBindGroupLayoutEntry[] = [];
+      for (let i = 0; i < inputs; i++) entries.push({ binding: i, visibility: COMPUTE, buffer: { type: 'read-only-storage' } });
+      entries.push({ binding: inputs, visibility: COMPUTE, buffer: { type: 'storage' } });
+      entries.push({ binding: inputs + 1, visibility: COMPUTE, buffer: { type: 'uniform' } });
+      l = this.device.createBindGroupLayout({ label: `dlc:layout${inputs}`, entries });
+      this.layouts.set(inputs, l);
+    }
+    return l;
+  }
+
+  private async plan(p: ProgramJSON, syms: Syms): Promise<Plan> {
+    let prog = this.programs.get(p);
+    if (!prog) {
+      const inputs: number[] = [];
+      for (const n of p.nodes) if (n.kernel !== undefined) inputs[n.kernel] = n.inputs.length;
+      const pipelines = await Promise.all(p.kernels.map((k, i) => this.pipeline(k.name, k.wgsl, inputs[i] ?? 0)));
+      prog = { pipelines, plans: new Map() };
+      this.programs.set(p, prog);
+    }
+    const key = p.symbols.map((s) => syms[s]).join(',');
+    let plan = prog.plans.get(key);
+    if (!plan) {
+      this.device.pushErrorScope('validation');
+      plan = this.makePlan(p, prog.pipelines, syms);
+      const err = await this.device.popErrorScope();
+      if (err) {
+        for (const b of plan.owned) b.destroy();
+        throw new Error(`WebGPU plan: ${err.message}`);
+      }
+      prog.plans.set(key, plan);
+    }
+    return plan;
+  }
+
+  private pipeline(name: string, code: string, inputs: number): Promise<GPUComputePipeline> {
+    let pl = this.pipelines.get(name);
+    if (!pl) {
+      const module = this.device.createShaderModule({ label: name, code });
+      const layout = this.device.createPipelineLayout({ label: name, bindGroupLayouts: [this.layout(inputs)] });
+      pl = this.device.createComputePipelineAsync({ label: name, layout, compute: { module, entryPoint: 'main' } });
+      this.pipelines.set(name, pl);
+    }
+    return pl;
+  }
+
+  private makePlan(p: ProgramJSON, pipelines: GPUComputePipeline[], syms: Syms): Plan {
+    const shapes = nodeShapes(p, syms);
+    const owned: GPUBuffer[] = [];
+    const own = (label: string, size: number, usage: number) => {
+      const b = this.buffer(label, size, usage);
+      owned.push(b);
+      return b;
+    };
+    const argOf = new Map(p.args.map((a) => [a.node, argKey(a)]));
+    const bufs: GPUBuffer[] = [];
+    const dispatches: Plan['dispatches'] = [];
+    p.nodes.forEach((n, i) => {
+      const shape = shapes[i];
+      const arg = argOf.get(i);
+      if (arg) return bufs.push(this.tensors.get(arg)!.buffer);
+      if (n.kernel === undefined && n.op !== 'const') {
+        // An alias (reshape): the input's buffer read with a new shape.
+        if (n.inputs.length !== 1 || numel(shapes[n.inputs[0]]) !== numel(shape)) throw new Error(`node ${i} (${n.op}) has no kernel`);
+        return bufs.push(bufs[n.inputs[0]]);
+      }
+      const out = own(`dlc:${n.op}#${i}`, bytes(shape), STORAGE | COPY_SRC | COPY_DST);
+      bufs.push(out);
+      if (n.kernel === undefined) return this.upload(out, constData(n, numel(shape), Float32Array));
+      if (!numel(shape)) return;
+      const meta = [numel(shape), ...shape, ...n.inputs.flatMap((j) => shapes[j]), ...p.symbols.map((s) => syms[s])];
+      const words = new Uint32Array(Math.ceil(meta.length / 4) * 4);
+      words.set(meta);
+      const uniform = own(`dlc:meta#${i}`, words.byteLength, UNIFORM | COPY_DST);
+      this.upload(uniform, words);
+      const entries = [...n.inputs.map((j) => bufs[j]), out, uniform].map((buffer, binding) => ({ binding, resource: { buffer } }));
+      const bindGroup = this.device.createBindGroup({ label: `dlc:${n.op}#${i}`, layout: this.layout(n.inputs.length), entries });
+      dispatches.push({ pipeline: pipelines[n.kernel], bindGroup, groups: workgroups(p.kernels[n.kernel].grid, shape) });
+    });
+    const outOffsets = offsetsOf(p.outputs.map((o) => shapes[o.node]));
+    const staging = own('dlc:staging', outOffsets[p.outputs.length], MAP_READ | COPY_DST);
+    return { owned, bufs, shapes, dispatches, staging, outOffsets };
+  }
+}
+
+/** Byte offsets of tensors of `shapes` packed one after another, and the total at the end. */
+function offsetsOf(shapes: readonly number[][]): number[] {
+  const offsets = [0];
+  for (const s of shapes) offsets.push(offsets[offsets.length - 1] + bytes(s));
+  return offsets;
+}
+
+function copy(enc: GPUCommandEncoder, src: GPUBuffer, dst: GPUBuffer, offset: number, size: number): void {
+  if (size) enc.copyBufferToBuffer(src, 0, dst, offset, size);
+}
+
+/** A copy of the staging buffer's bytes; the buffer is unmapped again. */
+async function mapped(staging: GPUBuffer): Promise<ArrayBuffer> {
+  await staging.mapAsync(MAP_READ);
+  const data = staging.getMappedRange().slice(0);
+  staging.unmap();
+  return data;
+}
+
+function tensorAt(data: ArrayBuffer, offset: number, t: { shape: number[]; dtype: DType }): Tensor {
+  const part = data.slice(offset, offset + bytes(t.shape));
+  return { data: t.dtype === 'f32' ? new Float32Array(part) : new Int32Array(part), shape: [...t.shape] };
+}
