@@ -1,0 +1,67 @@
+/**
+ * Give Node a browser-like WebGPU entry point (`navigator.gpu` plus the
+ * GPUBufferUsage / GPUMapMode / GPUShaderStage / ... globals) backed by Dawn
+ * from the `webgpu` npm package, so that libraries written for the browser
+ * (tfjs-backend-webgpu, jax-js) find an adapter.
+ *
+ * - Node 20 has no global `navigator`; Node >= 21 has one without `gpu`. Both
+ *   cases are handled (on Node 20 a minimal {gpu, userAgent,
+ *   hardwareConcurrency} object is installed); an existing `navigator.gpu` (e.g. installed by dlc's
+ *   own runtime) is reused, so all engines share one Dawn instance.
+ * - On a machine without a GPU, point the Vulkan loader at SwiftShader:
+ *   VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json. If the variable
+ *   is unset and that file exists, it is set here before Dawn starts.
+ */
+
+const SWIFTSHADER_ICD = "/usr/lib/chromium/vk_swiftshader_icd.json";
+
+let pending: Promise<GPU> | null = null;
+
+export function ensureNodeWebGPU(): Promise<GPU> {
+  pending ??= setup();
+  return pending;
+}
+
+async function setup(): Promise<GPU> {
+  const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
+  if (nav?.gpu) return nav.gpu;
+
+  if (!process.env.VK_ICD_FILENAMES) {
+    const { existsSync } = await import("node:fs");
+    if (existsSync(SWIFTSHADER_ICD)) process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
+  }
+
+  const { create, globals } = await import("webgpu");
+  // GPUBufferUsage, GPUMapMode, GPUShaderStage, GPUTextureUsage, GPUAdapter, ...
+  for (const [k, v] of Object.entries(globals as Record<string, unknown>)) {
+    if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
+  }
+  const gpu = create([]);
+  if (nav) {
+    Object.defineProperty(nav, "gpu", { value: gpu, configurable: true, enumerable: true });
+  } else {
+    // A minimal Navigator: jax-js's WebGPU module reads navigator.userAgent
+    // (Firefox detection) at import time and would throw without it.
+    const { availableParallelism } = await import("node:os");
+    Object.defineProperty(globalThis, "navigator", {
+      value: {
+        gpu,
+        userAgent: `Node.js/${process.versions.node}`,
+        hardwareConcurrency: availableParallelism(),
+      },
+      configurable: true,
+      writable: true,
+      enumerable: false,
+    });
+  }
+  return gpu;
+}
+
+/** Human-readable description of the adapter Dawn would hand out (or null). */
+export async function describeAdapter(): Promise<string | null> {
+  const gpu = await ensureNodeWebGPU();
+  const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
+  if (!adapter) return null;
+  const i = adapter.info;
+  return [i.vendor, i.architecture, i.device, i.description].filter((s) => s).join(" / ") || "unknown adapter";
+}
