@@ -2,6 +2,7 @@
 // SwiftShader when Debian's chromium package provides its Vulkan driver.
 
 import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 
 const SWIFTSHADER = '/usr/lib/chromium/vk_swiftshader_icd.json';
 
@@ -10,6 +11,8 @@ let gpu: GPU | undefined;
 
 export async function nodeDevice(): Promise<GPUDevice | undefined> {
   if (!process.env.VK_ICD_FILENAMES && existsSync(SWIFTSHADER)) process.env.VK_ICD_FILENAMES = SWIFTSHADER;
+  // SwiftShader complains on stderr when this is unset.
+  process.env.XDG_RUNTIME_DIR ??= tmpdir();
   const { create, globals } = await import('webgpu');
   Object.assign(globalThis, globals);
   gpu ??= create([]);

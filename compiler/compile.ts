@@ -100,7 +100,7 @@ export function check(file: string, read?: ReadFile): Checked {
     const span = { file: resolve(file), start: 0, end: 0, line: 1, col: 1 };
     return { ...loaded, diagnostics: [...loaded.diagnostics, error('E0404', 'this file declares no model: add one with `model NAME { ... }`', span)] };
   }
-  const r = lower(loaded.decls, model);
+  const r = lower(loaded.decls, model, (f) => f.startsWith(STDLIB_DIR));
   return { ...loaded, model: r.model, diagnostics: [...loaded.diagnostics, ...r.diagnostics] };
 }
 

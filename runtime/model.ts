@@ -1,7 +1,7 @@
 // The model an app holds: parameters, state and optimizer slots living on one backend (WebGPU or
 // the CPU), and the compiled programs run against them. The CLI and every bundle use this class.
 
-import type { CpuKernel, Tensor, TypedArray } from '../compiler/ops/types.ts';
+import type { Tensor, TypedArray } from '../compiler/ops/types.ts';
 import type { Manifest, ProgramJSON, TensorSpec } from './program.ts';
 import { runCpu, type CpuKernels } from './cpu.ts';
 import { argKey, numel } from './shapes.ts';
@@ -64,6 +64,8 @@ const MAGIC = 0x31434c44; // "DLC1"
 export class Model {
   /** Updates taken so far; the optimizer's `t` is step + 1. */
   step = 0;
+  /** Epochs completed, as the learning-rate schedule sees them (the training loop sets it). */
+  epoch = 0;
   /** Run-time optimizer hyperparameters (lr, beta1, ...): change them at will. */
   readonly hypers: Record<string, number>;
   private disposed = false;
@@ -72,17 +74,18 @@ export class Model {
     readonly manifest: Manifest,
     readonly backend: Backend,
     private readonly exec: Executor,
+    private readonly kernels: CpuKernels,
     readonly seed: number,
   ) {
     this.hypers = { ...manifest.optimizer.hypers };
   }
 
-  static async create(manifest: Manifest, kernels: Readonly<Record<string, CpuKernel | 'alias'>>, opts: ModelOptions = {}): Promise<Model> {
+  static async create(manifest: Manifest, kernels: CpuKernels, opts: ModelOptions = {}): Promise<Model> {
     const seed = opts.seed ?? manifest.train.seed;
     const device = opts.backend === 'cpu' ? undefined : (opts.device ?? (await defaultDevice()));
     if (opts.backend === 'webgpu' && !device) throw new Error('WebGPU was asked for, but no adapter is available');
     const exec: Executor = device ? new WebGPUExecutor(device) : new CpuExecutor(kernels);
-    const model = new Model(manifest, device ? 'webgpu' : 'cpu', exec, seed);
+    const model = new Model(manifest, device ? 'webgpu' : 'cpu', exec, kernels, seed);
     // Initial values are computed on the CPU, so every backend starts from the same numbers.
     const init = runCpu(manifest.programs.init, kernels, { 'hyper:key': { data: new Int32Array([seed, 0]), shape: [2] } }, Float32Array);
     for (const [k, t] of Object.entries(init.updates)) exec.write(k, t);
@@ -139,7 +142,7 @@ export class Model {
       return item;
     });
     const header = new TextEncoder().encode(
-      JSON.stringify({ model: this.manifest.model, step: this.step, seed: this.seed, hypers: this.hypers, tensors: index, extra }),
+      JSON.stringify({ model: this.manifest.model, step: this.step, epoch: this.epoch, seed: this.seed, hypers: this.hypers, tensors: index, extra }),
     );
     const bytes = new Uint8Array(12 + header.length + offset);
     const view = new DataView(bytes.buffer);
@@ -187,6 +190,7 @@ export class Model {
     });
     for (const [key, t] of loaded) this.exec.write(key, t);
     this.step = header.step;
+    this.epoch = Number((header as { epoch?: number }).epoch ?? 0);
     Object.assign(this.hypers, header.hypers);
     return header.extra ?? {};
   }
@@ -213,6 +217,12 @@ export class Model {
       'hyper:key': { data: new Int32Array([this.seed, t]), shape: [2] },
     };
     for (const [k, v] of Object.entries(this.hypers)) out[`hyper:${k}`] = { data: new Float32Array([v]), shape: [] };
+    const schedule = this.manifest.programs.schedule;
+    if (schedule) {
+      const scalar = (v: number): Tensor => ({ data: new Float64Array([v]), shape: [] });
+      const feeds = { 'hyper:lr0': scalar(this.hypers.lr), 'hyper:epoch': scalar(this.epoch), 'hyper:step': scalar(this.step) };
+      out['hyper:lr'] = runCpu(schedule, this.kernels, feeds, Float64Array).outputs.lr;
+    }
     return out;
   }
 

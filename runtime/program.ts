@@ -76,5 +76,7 @@ export interface Manifest {
     evaluate: ProgramJSON;
     /** Model outputs (the inference graph). */
     predict: ProgramJSON;
+    /** The learning rate lr(lr0, epoch, step), evaluated on the host before each step. */
+    schedule?: ProgramJSON;
   };
 }

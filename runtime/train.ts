@@ -45,6 +45,7 @@ export async function fit(model: Model, data: Dataset, opts: FitOptions): Promis
     const start = performance.now();
     const order = opts.shuffle ? permutation(data.size, next) : Int32Array.from({ length: data.size }, (_, i) => i);
     const means = new Means();
+    model.epoch = epoch - 1;
     let done = 0;
     for (const b of batches(data, opts.batch, order)) {
       const r = await model.trainStep(b);

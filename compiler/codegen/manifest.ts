@@ -29,6 +29,7 @@ export function buildManifest(m: LoweredModel): Manifest {
       train: program(m.graphs.train),
       evaluate: program(m.graphs.evaluate),
       predict: program(m.graphs.predict),
+      ...(m.graphs.schedule ? { schedule: program(m.graphs.schedule) } : {}),
     },
   };
 }

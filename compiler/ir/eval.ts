@@ -84,6 +84,8 @@ export class Evaluator {
     public training: boolean,
     /** The random key of the graph being built. */
     public keyNode: Node,
+    /** Whether a file is part of the library (errors there are reported at the user's call). */
+    readonly isLibrary: (file: string) => boolean = () => false,
   ) {}
 
   salt(): number {
@@ -363,15 +365,32 @@ export class Evaluator {
       if (f.type) this.checkType(v, f, scope, decl.name.name, args.find((a) => a.value === v)?.span ?? span);
       scope.set(f.name.name, { value: v, span: f.span });
     }
-    if (c.kind === 'fn') return this.body(decl.body, scope, span, decl.name.name);
     const naming = this.naming;
-    const path = nameArg !== undefined ? [...naming.path.slice(0, -1), nameArg] : this.layerPath(decl.name.name);
-    this.naming = { path, single: false, counts: new Map() };
+    if (c.kind === 'layer') {
+      const path = nameArg !== undefined ? [...naming.path.slice(0, -1), nameArg] : this.layerPath(decl.name.name);
+      this.naming = { path, single: false, counts: new Map() };
+    }
     try {
-      return this.body(decl.body, scope, span, decl.name.name);
+      const r = this.body(decl.body, scope, span, decl.name.name);
+      // The result is known to the caller by the call that made it.
+      return r.kind === 'tensor' ? { ...r, origin: span } : r;
+    } catch (e) {
+      throw this.atCallSite(e, decl, span);
     } finally {
       this.naming = naming;
     }
+  }
+
+  /** An error inside library code is reported at the user's call, with the library line as a note. */
+  private atCallSite(e: unknown, decl: A.FnDecl | A.LayerDecl, span: Span): unknown {
+    if (!(e instanceof DiagnosticError) || this.isLibrary(span.file) || !this.isLibrary(e.diagnostic.span.file)) return e;
+    const d = e.diagnostic;
+    return new DiagnosticError({
+      ...d,
+      span,
+      message: `in ${decl.name.name}: ${d.message}`,
+      related: [{ span: d.span, message: `inside the library ${decl.kind} '${decl.name.name}'` }, ...(d.related ?? []).filter((r) => !this.isLibrary(r.span.file))],
+    });
   }
 
   private layerPath(layer: string): string[] {

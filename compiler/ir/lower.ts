@@ -13,6 +13,7 @@ import { num, type Value } from './values.ts';
 
 export interface TrainConfig {
   optimizer: { decl: A.OptimizerDecl; hypers: Record<string, number> };
+  schedule?: { decl: A.ScheduleDecl; hypers: Record<string, Value> };
   regularize: { decl: A.RegularizerDecl; hypers: Record<string, Value>; on: A.Selector }[];
   constrain: { decl: A.ConstraintDecl; hypers: Record<string, Value>; on: A.Selector }[];
   clip?: { kind: 'value' | 'global_norm'; c: number };
@@ -33,12 +34,12 @@ export interface LoweredModel {
   state: { name: string; node: Node }[];
   slots: { name: string; node: Node }[];
   config: TrainConfig;
-  graphs: { init: Graph; train: Graph; evaluate: Graph; predict: Graph };
+  graphs: { init: Graph; train: Graph; evaluate: Graph; predict: Graph; schedule?: Graph };
 }
 
 const TRAIN_KEYS = ['optimizer', 'schedule', 'regularize', 'constrain', 'clip', 'freeze', 'batch', 'epochs', 'shuffle', 'early_stop', 'seed'];
 
-export function lower(decls: Decls, model: A.ModelDecl): { model?: LoweredModel; diagnostics: Diagnostic[] } {
+export function lower(decls: Decls, model: A.ModelDecl, isLibrary: (file: string) => boolean = () => false): { model?: LoweredModel; diagnostics: Diagnostic[] } {
   const diagnostics: Diagnostic[] = [];
   const guard = <T>(f: () => T): T | undefined => {
     try {
@@ -52,7 +53,7 @@ export function lower(decls: Decls, model: A.ModelDecl): { model?: LoweredModel;
 
   const key = ir.arg('hyper', 'key', [2], 'i32');
   const consts = new Scope();
-  const constEval = new Evaluator(decls, consts, false, key);
+  const constEval = new Evaluator(decls, consts, false, key, isLibrary);
   for (const d of decls.values()) {
     if (d.kind !== 'const') continue;
     const v = guard(() => constEval.eval(d.value, consts));
@@ -61,7 +62,7 @@ export function lower(decls: Decls, model: A.ModelDecl): { model?: LoweredModel;
   }
 
   const config = guard(() => trainConfig(decls, model, constEval, diagnostics));
-  const train = new Evaluator(decls, consts, true, key);
+  const train = new Evaluator(decls, consts, true, key, isLibrary);
   const pass = (ev: Evaluator, report: boolean) => {
     const scope = new Scope(consts);
     const inputs: Node[] = [];
@@ -121,7 +122,7 @@ export function lower(decls: Decls, model: A.ModelDecl): { model?: LoweredModel;
     diagnostics.push(error('E0401', `model '${model.name.name}' has no loss: add a line like 'loss = softmax_cross_entropy(logits, y)'`, model.name.span));
   if (diagnostics.some((d) => d.severity === 'error') || !config || !t.loss) return { diagnostics };
 
-  const inf = pass(new Evaluator(decls, consts, false, key), false);
+  const inf = pass(new Evaluator(decls, consts, false, key, isLibrary), false);
   const params = [...train.params.values()];
   const stateUpdates = [...train.updates.values()];
 
@@ -129,6 +130,7 @@ export function lower(decls: Decls, model: A.ModelDecl): { model?: LoweredModel;
   if (!trainGraph) return { diagnostics };
   const { graph, slots } = trainGraph;
 
+  const schedule = config.schedule && guard(() => scheduleGraph(train, config.schedule!));
   const evaluate: Graph = { outputs: [{ name: 'loss', node: inf.loss! }, ...inf.metrics], updates: [] };
   const predict: Graph = { outputs: inf.outputs, updates: [] };
   const init: Graph = {
@@ -150,7 +152,7 @@ export function lower(decls: Decls, model: A.ModelDecl): { model?: LoweredModel;
       state: [...train.state.values()].map((s) => ({ name: s.name, node: s.node })),
       slots: slots.map((s) => ({ name: s.name, node: s.node })),
       config,
-      graphs: { init, train: graph, evaluate, predict },
+      graphs: { init, train: graph, evaluate, predict, ...(schedule ? { schedule } : {}) },
     },
   };
 }
@@ -291,10 +293,12 @@ function entry(e: A.TrainEntry, c: TrainConfig, decls: Decls, ev: Evaluator): vo
       };
       return;
     }
-    case 'schedule':
-      // Schedules are evaluated by the training loop on the host; accepted and checked here.
-      declOf(decls, 'schedule', callOf(e, 'a schedule').callee);
+    case 'schedule': {
+      const call = callOf(e, 'a schedule');
+      const decl = declOf(decls, 'schedule', call.callee);
+      c.schedule = { decl, hypers: bindHypers(decl, call, ev) };
       return;
+    }
     default: {
       const guess = closest(key, TRAIN_KEYS);
       throw new DiagnosticError(error('E0402', `unknown train setting '${key}'`, e.key.span, { hint: guess ? `did you mean '${guess}'?` : `settings are ${TRAIN_KEYS.join(', ')}` }));
@@ -406,6 +410,14 @@ function buildTrain(
 
 function noParamUpdate(opt: A.OptimizerDecl): Diagnostic {
   return error('E0403', `optimizer '${opt.name.name}' never updates its parameter: its step needs a line like '${opt.step.params[0]?.name ?? 'p'} <- ...'`, opt.step.span);
+}
+
+/** lr(lr0, epoch, step) as a graph of three scalar arguments; the runtime evaluates it per step. */
+function scheduleGraph(ev: Evaluator, s: NonNullable<TrainConfig['schedule']>): Graph {
+  const args = ['lr0', 'epoch', 'step'].map((n): Value => ({ kind: 'tensor', node: ir.arg('hyper', n, [], 'f32'), origin: s.decl.lr.span }));
+  const lr = ev.tensor(methodCall(ev, s.decl.lr, s.decl.params, s.hypers, args), s.decl.lr.span);
+  if (lr.shape.length !== 0) throw new DiagnosticError(error('E0402', `schedule '${s.decl.name.name}' must give a scalar learning rate`, s.decl.lr.span));
+  return { outputs: [{ name: 'lr', node: ir.cast(lr, 'f32') }], updates: [] };
 }
 
 /** Call a method such as penalty(w) or project(w) with the declaration's hyperparameters bound. */
