@@ -4,7 +4,7 @@
 import { add, constant, reshape, sum, broadcast } from '../ir/build.ts';
 import { ShapeError, sameShape, type Node, type Shape } from '../ir/node.ts';
 import { topo } from '../ir/graph.ts';
-import { registry } from '../ops/registry.ts';
+import { ops } from '../ops/registry.ts';
 
 /** Sum `ct` (of a broadcast shape) down to `shape`. */
 export function unbroadcast(ct: Node, shape: Shape): Node {
@@ -30,7 +30,7 @@ export function vjp(y: Node, ct: Node, wrt: readonly Node[]): Node[] {
     const n = order[i];
     const g = cts.get(n);
     if (!g || n.inputs.length === 0) continue;
-    const rule = registry[n.op].vjp;
+    const rule = ops()[n.op].vjp;
     if (!rule) continue;
     const parts = rule(n, g);
     n.inputs.forEach((inp, k) => {

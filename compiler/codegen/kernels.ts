@@ -2,7 +2,7 @@
 // module text is the same (the shaderKey).
 
 import type { KernelJSON, ProgramJSON } from '../../runtime/program.ts';
-import { registry, type OpKind } from '../ops/registry.ts';
+import { ops, type OpKind } from '../ops/registry.ts';
 import type { OpDef } from '../ops/types.ts';
 import { kernelModule, shaderKey } from './wgsl.ts';
 
@@ -10,8 +10,9 @@ export function attachKernels(p: ProgramJSON): ProgramJSON {
   const kernels: KernelJSON[] = [];
   const byKey = new Map<string, number>();
   const nodes = p.nodes.map((n) => {
-    const def: OpDef = registry[n.op as OpKind];
-    if (!def.wgsl || def.alias) return n;
+    const def: OpDef = ops()[n.op as OpKind];
+    if (def.alias || (!def.cpu && !def.wgsl)) return n; // aliases and leaves run no kernel
+    if (!def.wgsl) throw new Error(`op '${n.op}' has a CPU kernel but no WGSL template`);
     const sig = {
       op: n.op,
       attrs: n.attrs,

@@ -2,7 +2,7 @@
 // so common subexpressions merge as they are made. A node's shape and dtype come from its op's
 // shape rule in the registry, checked at construction.
 
-import { registry, type OpKind } from '../ops/registry.ts';
+import { ops, type OpKind } from '../ops/registry.ts';
 
 export type DType = 'f32' | 'i32' | 'bool';
 /** A dimension: a number, or a symbolic name bound at run time (the batch size `B`). */
@@ -34,7 +34,7 @@ export function make(op: OpKind, inputs: readonly Node[], attrs: Attrs = {}): No
   const key = `${op}|${canonical(attrs)}|${inputs.map((n) => n.id).join(',')}`;
   const hit = table.get(key);
   if (hit) return hit;
-  const { shape, dtype } = registry[op].shape(inputs, attrs);
+  const { shape, dtype } = ops()[op].shape(inputs, attrs);
   const node: Node = Object.freeze({ id: nextId++, op, inputs: Object.freeze([...inputs]), attrs, shape: Object.freeze([...shape]), dtype });
   table.set(key, node);
   return node;

@@ -1,5 +1,7 @@
 // The op table. Each family file exports a record of its ops; the `satisfies` clause makes a
-// missing op (or a missing field of one) a type error.
+// missing op (or a missing field of one) a type error. The table is built on first use: op files
+// import the IR builders, which import this file, so building it at load time would read op
+// records that are not initialized yet when an op file happens to be imported first.
 
 import type { OpDef } from './types.ts';
 import { leafOps } from './leaf.ts';
@@ -25,12 +27,16 @@ export type OpKind =
   | 'take'
   | 'rand';
 
-export const registry = {
-  ...leafOps,
-  ...elementwiseOps,
-  ...reduceOps,
-  ...matmulOps,
-  ...shapeOps,
-  ...gatherOps,
-  ...randomOps,
-} satisfies Record<OpKind, OpDef>;
+let table: Record<OpKind, OpDef> | undefined;
+
+export function ops(): Record<OpKind, OpDef> {
+  return (table ??= {
+    ...leafOps,
+    ...elementwiseOps,
+    ...reduceOps,
+    ...matmulOps,
+    ...shapeOps,
+    ...gatherOps,
+    ...randomOps,
+  } satisfies Record<OpKind, OpDef>);
+}
