@@ -47,7 +47,7 @@ function extremum(op: 'max' | 'min'): Builtin {
       if (!(y.kind === 'list' && y.items.length === 0)) {
         if (x.kind === 'num' && y.kind === 'num') return num(Math[op](x.value, y.value), x.int && y.int);
         const [a, b] = ctx.pair(x, y, span);
-        return (op === 'max' ? ir.max(a, b) : ir.min(a, b));
+        return op === 'max' ? ir.max(a, b) : ir.min(a, b);
       }
       const t = ctx.tensor(x, span);
       return ir.reduce(op === 'max' ? 'reduce_max' : 'reduce_min', t, axesOf(axis, t, ctx, span), keepdims.kind === 'bool' && keepdims.value);
@@ -88,13 +88,13 @@ export const builtins: Record<string, Builtin> = {
     },
   },
   /** Convert to f32 (bools become 0/1). */
-  float: { params: ['x'], call: ({ x }, ctx, span) => (float(ctx.tensor(x, span))) },
+  float: { params: ['x'], call: ({ x }, ctx, span) => float(ctx.tensor(x, span)) },
   /** Convert to i32 (truncating). */
-  int: { params: ['x'], call: ({ x }, ctx, span) => (ir.cast(ctx.tensor(x, span), 'i32')) },
+  int: { params: ['x'], call: ({ x }, ctx, span) => ir.cast(ctx.tensor(x, span), 'i32') },
   shape: { params: ['x'], call: ({ x }, ctx, span) => ({ kind: 'shape', dims: [...ctx.tensor(x, span).shape] }) },
   reshape: {
     params: ['x', 'shape'],
-    call: ({ x, shape }, ctx, span) => (ir.reshape(ctx.tensor(x, span), shapeOf(shape, span))),
+    call: ({ x, shape }, ctx, span) => ir.reshape(ctx.tensor(x, span), shapeOf(shape, span)),
   },
   transpose: {
     params: ['x', 'perm'],
@@ -108,12 +108,12 @@ export const builtins: Record<string, Builtin> = {
   /** A tensor of `shape` filled with `value`. */
   fill: {
     params: ['shape', 'value'],
-    call: ({ shape, value }, ctx, span) => (ir.broadcast(ctx.tensor(value, span), shapeOf(shape, span))),
+    call: ({ shape, value }, ctx, span) => ir.broadcast(ctx.tensor(value, span), shapeOf(shape, span)),
   },
   /** Uniform random numbers in [0, 1): a fresh, deterministic stream at every call. */
   uniform: {
     params: ['shape'],
-    call: ({ shape }, ctx, span) => (ir.rand(ctx.key(), shapeOf(shape, span), ctx.salt())),
+    call: ({ shape }, ctx, span) => ir.rand(ctx.key(), shapeOf(shape, span), ctx.salt()),
   },
   /** The entry of x's last axis picked by each label: integer labels, or one-hot rows. */
   pick: {
