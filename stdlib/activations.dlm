@@ -2,8 +2,19 @@
 
 fn identity(x) = x
 fn relu(x) = max(x, 0.0)
-fn sigmoid(x) = 1 / (1 + exp(-x))
-fn tanh(x) = 2 / (1 + exp(-2 * x)) - 1
+fn leaky_relu(x, alpha = 0.01) = x > 0 ? x : alpha * x
+fn elu(x, alpha = 1.0) = x > 0 ? x : alpha * (exp(min(x, 0.0)) - 1)
+
+# sigmoid(x) = 1 / (1 + e^-x), written so that no exp overflows.
+fn sigmoid(x) {
+  e = exp(-abs(x))
+  return x >= 0 ? 1 / (1 + e) : e / (1 + e)
+}
+fn tanh(x) = 2 * sigmoid(2 * x) - 1
+
+# softplus(x) = log(1 + e^x) = max(x, 0) + log(1 + e^-|x|).
+fn softplus(x) = max(x, 0.0) + log(1 + exp(-abs(x)))
+fn swish(x) = x * sigmoid(x)
 
 # Softmax over an axis, with the max subtracted so exp never overflows.
 fn softmax(x, axis = -1) {
@@ -19,4 +30,10 @@ fn logsumexp(x, axis = -1) {
 fn log_softmax(x, axis = -1) {
   m = max(x, axis: axis, keepdims: true)
   return x - m - log(sum(exp(x - m), axis: axis, keepdims: true))
+}
+
+# A leaky relu whose slope is learned, one per channel.
+layer prelu(x: f32[..., c], alpha = 0.25) {
+  param a: f32[c] = alpha @no_decay
+  return x > 0 ? x : a * x
 }

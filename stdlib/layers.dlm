@@ -15,3 +15,38 @@ fn dropout(x, rate: float) {
     return x
   }
 }
+
+# Batch normalization over every axis but the last (channels): batch statistics in training,
+# running averages (updated with `momentum`) in inference.
+layer batch_norm(x: f32[..., c], momentum = 0.9, eps = 1e-5) {
+  param gamma: f32[c] = ones @no_decay
+  param beta: f32[c] = zeros @no_decay
+  state running_mean: f32[c] = zeros
+  state running_var: f32[c] = ones
+  if training {
+    mu = mean(x, axis: leading_axes(x))
+    var = mean((x - mu) ^ 2, axis: leading_axes(x))
+    running_mean <- momentum * running_mean + (1 - momentum) * mu
+    running_var <- momentum * running_var + (1 - momentum) * var
+    return gamma * (x - mu) / sqrt(var + eps) + beta
+  } else {
+    return gamma * (x - running_mean) / sqrt(running_var + eps) + beta
+  }
+}
+
+# Layer normalization over the last axis.
+layer layer_norm(x: f32[..., c], eps = 1e-5) {
+  param gamma: f32[c] = ones @no_decay
+  param beta: f32[c] = zeros @no_decay
+  mu = mean(x, axis: -1, keepdims: true)
+  var = mean((x - mu) ^ 2, axis: -1, keepdims: true)
+  return gamma * (x - mu) / sqrt(var + eps) + beta
+}
+
+# Rows of a learned table, one per integer id.
+layer embedding(ids, vocab: int, dim: int, init = xavier_uniform) {
+  param table: f32[vocab, dim] = init
+  return one_hot(ids, vocab) @ table
+}
+
+fn residual(x, fx) = x + fx

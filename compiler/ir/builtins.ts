@@ -105,6 +105,43 @@ export const builtins: Record<string, Builtin> = {
       return ir.transpose(t, p);
     },
   },
+  /** x with a new axis of size 1 at `axis`. */
+  expand_dims: {
+    params: ['x', 'axis'],
+    call: ({ x, axis }, ctx, span) => {
+      const t = ctx.tensor(x, span);
+      const r = t.shape.length + 1;
+      const a = ctx.int(axis, span, 'axis');
+      const at = a < 0 ? a + r : a;
+      if (at < 0 || at >= r) fail(span, `axis ${a} is out of range for a result of rank ${r}`);
+      return ir.reshape(t, [...t.shape.slice(0, at), 1, ...t.shape.slice(at)]);
+    },
+  },
+  /** Every axis but the last (the axes batch statistics average over). */
+  leading_axes: {
+    params: ['x'],
+    call: ({ x }, ctx, span) => ({ kind: 'list', items: ctx.tensor(x, span).shape.slice(0, -1).map((_, i) => num(i, true)) }),
+  },
+  /** [d0, d1, ...] to [d0, d1 * ...]: the trailing dims must be known at compile time. */
+  flatten: {
+    params: ['x'],
+    call: ({ x }, ctx, span) => {
+      const t = ctx.tensor(x, span);
+      const rest = t.shape.slice(1);
+      if (rest.some((d) => typeof d !== 'number')) fail(span, `flatten needs the dims after the first known at compile time, found [${t.shape.join(', ')}]`);
+      return ir.reshape(t, [t.shape[0] ?? 1, (rest as number[]).reduce((a, b) => a * b, 1)]);
+    },
+  },
+  /** Tensors joined along an axis: concat([a, b], axis: -1). */
+  concat: {
+    params: ['xs', 'axis'],
+    defaults: { axis: num(-1) },
+    call: ({ xs, axis }, ctx, span) => {
+      if (xs.kind !== 'list' || xs.items.length === 0) fail(span, `concat takes a list of tensors, like concat([a, b], axis: -1)`);
+      const ts = (xs as { items: Value[] }).items.map((v) => ctx.tensor(v, span));
+      return ir.concat(ts, axesOf(axis, ts[0], ctx, span)[0]);
+    },
+  },
   /** A tensor of `shape` filled with `value`. */
   fill: {
     params: ['shape', 'value'],
