@@ -1,6 +1,7 @@
 // dlc: check, compile and train .dlm models. A user's mistake is reported as a diagnostic or one
 // plain line, never a stack trace.
 
+import { statSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
 import { SingleBar } from 'cli-progress';
 import { compile, check, type Checked } from '../compiler/compile.ts';
@@ -24,8 +25,20 @@ function report(r: Checked): boolean {
   return !hasErrors(r.diagnostics);
 }
 
+/** The model file must exist before the compiler reads it: a missing one is a user's mistake. */
+function modelFile(file: string): string {
+  let ok = false;
+  try {
+    ok = statSync(file).isFile();
+  } catch {
+    throw new UserError(`cannot read model file '${file}': no such file`);
+  }
+  if (!ok) throw new UserError(`cannot read model file '${file}': not a file`);
+  return file;
+}
+
 function compiled(file: string): Manifest {
-  const r = compile(file);
+  const r = compile(modelFile(file));
   if (!report(r) || !r.manifest) process.exit(1);
   return r.manifest;
 }
@@ -86,7 +99,7 @@ program
   .argument('<file>', 'a .dlm model')
   .description('report diagnostics; exit 1 on any error')
   .action((file: string) => {
-    if (!report(check(file))) process.exit(1);
+    if (!report(check(modelFile(file)))) process.exit(1);
     process.stderr.write('ok\n');
   });
 
