@@ -259,7 +259,7 @@ function toTensor(spec: TensorSpec, v: TypedArray | Tensor): Tensor {
   const want = `${spec.dtype}[${spec.shape.join(', ')}]`;
   const isInt = t.data instanceof Int32Array;
   if (isInt !== (spec.dtype !== 'f32'))
-    throw new DlcInputError(`input '${spec.name}' expects ${want} (${spec.dtype === 'f32' ? 'a Float32Array' : 'an Int32Array'}), got an ${t.data.constructor.name}`);
+    throw new DlcInputError(`input '${spec.name}' expects ${want} (${spec.dtype === 'f32' ? 'a Float32Array' : 'an Int32Array'}), got ${t.data.constructor.name} data`);
   const ok = t.shape.length === spec.shape.length && spec.shape.every((d, i) => typeof d === 'string' || d === t.shape[i]);
   if (!ok || numel(t.shape) !== t.data.length)
     throw new DlcInputError(`input '${spec.name}' expects shape ${want}, got [${t.shape.join(', ')}]${numel(t.shape) !== t.data.length ? ` with ${t.data.length} values` : ''}`);
