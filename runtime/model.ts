@@ -68,6 +68,8 @@ export class Model {
   epoch = 0;
   /** Run-time optimizer hyperparameters (lr, beta1, ...): change them at will. */
   readonly hypers: Record<string, number>;
+  /** Run-time hyperparameters of the learning-rate schedule, if the model has one. */
+  readonly schedule: Record<string, number>;
   private disposed = false;
 
   private constructor(
@@ -78,6 +80,7 @@ export class Model {
     readonly seed: number,
   ) {
     this.hypers = { ...manifest.optimizer.hypers };
+    this.schedule = { ...manifest.schedule?.hypers };
   }
 
   static async create(manifest: Manifest, kernels: CpuKernels, opts: ModelOptions = {}): Promise<Model> {
@@ -142,7 +145,7 @@ export class Model {
       return item;
     });
     const header = new TextEncoder().encode(
-      JSON.stringify({ model: this.manifest.model, step: this.step, epoch: this.epoch, seed: this.seed, hypers: this.hypers, tensors: index, extra }),
+      JSON.stringify({ model: this.manifest.model, step: this.step, epoch: this.epoch, seed: this.seed, hypers: this.hypers, schedule: this.schedule, tensors: index, extra }),
     );
     const bytes = new Uint8Array(12 + header.length + offset);
     const view = new DataView(bytes.buffer);
@@ -169,7 +172,15 @@ export class Model {
     if (view.getUint32(0, true) !== MAGIC) fail('bad magic number');
     const hlen = view.getUint32(4, true);
     if (12 + hlen > bytes.length) fail('truncated header');
-    let header: { model: string; step: number; hypers: Record<string, number>; tensors: { key: string; dtype: string; shape: number[]; offset: number }[]; extra: Record<string, unknown> };
+    let header: {
+      model: string;
+      step: number;
+      epoch?: number;
+      hypers: Record<string, number>;
+      schedule?: Record<string, number>;
+      tensors: { key: string; dtype: string; shape: number[]; offset: number }[];
+      extra: Record<string, unknown>;
+    };
     try {
       header = JSON.parse(new TextDecoder().decode(bytes.subarray(12, 12 + hlen)));
     } catch {
@@ -190,8 +201,9 @@ export class Model {
     });
     for (const [key, t] of loaded) this.exec.write(key, t);
     this.step = header.step;
-    this.epoch = Number((header as { epoch?: number }).epoch ?? 0);
+    this.epoch = header.epoch ?? 0;
     Object.assign(this.hypers, header.hypers);
+    Object.assign(this.schedule, header.schedule);
     return header.extra ?? {};
   }
 
@@ -220,7 +232,8 @@ export class Model {
     const schedule = this.manifest.programs.schedule;
     if (schedule) {
       const scalar = (v: number): Tensor => ({ data: new Float64Array([v]), shape: [] });
-      const feeds = { 'hyper:lr0': scalar(this.hypers.lr), 'hyper:epoch': scalar(this.epoch), 'hyper:step': scalar(this.step) };
+      const feeds: Record<string, Tensor> = { 'hyper:lr0': scalar(this.hypers.lr), 'hyper:epoch': scalar(this.epoch), 'hyper:step': scalar(this.step) };
+      for (const [k, v] of Object.entries(this.schedule)) feeds[`hyper:${k}`] = scalar(v);
       out['hyper:lr'] = runCpu(schedule, this.kernels, feeds, Float64Array).outputs.lr;
     }
     return out;

@@ -66,6 +66,8 @@ export interface Manifest {
   /** Optimizer slot tensors, named `<param>:<slot>`. */
   slots: TensorSpec[];
   optimizer: { name: string; hypers: Record<string, number> };
+  /** The learning-rate schedule's hyperparameters (run-time values, like the optimizer's). */
+  schedule?: { name: string; hypers: Record<string, number> };
   train: { batch: number; epochs: number; shuffle: boolean; seed: number; earlyStop?: { patience: number; on: string } };
   programs: {
     /** Parameters, state and slots from the seed. */

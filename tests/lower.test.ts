@@ -140,4 +140,19 @@ schedule halve(every = 2) { lr(lr0, epoch, step) = lr0 * 0.5 ^ floor(step / ever
     end['pred.b'].data.forEach((v, i) => expect(Math.abs(v - b[i])).toBeLessThan(1e-6));
     model.dispose();
   });
+
+  it('takes new schedule and optimizer hyperparameters without recompiling', async () => {
+    const r = build(src);
+    expect(r.manifest!.schedule).toEqual({ name: 'halve', hypers: { every: 3 } });
+    const a = await Model.create(r.manifest!, cpuKernels, { backend: 'cpu', seed: 3 });
+    const b = await Model.create(r.manifest!, cpuKernels, { backend: 'cpu', seed: 3 });
+    b.schedule.every = 1;
+    const x = Float32Array.from({ length: 12 }, (_, i) => Math.sin(i));
+    const y = Float32Array.from({ length: 8 }, (_, i) => Math.cos(i));
+    const w0 = (await a.getParams())['pred.b'].data[0];
+    for (let i = 0; i < 2; i++) await a.trainStep({ x, y }), await b.trainStep({ x, y });
+    // Lion moves each weight by exactly lr per step: 0.01 + 0.01 with every = 3, 0.01 + 0.005 with every = 1.
+    expect(Math.abs((await a.getParams())['pred.b'].data[0] - w0)).toBeCloseTo(0.02, 6);
+    expect(Math.abs((await b.getParams())['pred.b'].data[0] - w0)).toBeCloseTo(0.015, 6);
+  });
 });

@@ -23,6 +23,7 @@ export function buildManifest(m: LoweredModel): Manifest {
     state: m.state.map((s) => spec(s.name, s.node)),
     slots: m.slots.map((s) => spec(s.name, s.node)),
     optimizer: { name: c.optimizer.decl.name.name, hypers: c.optimizer.hypers },
+    ...(c.schedule ? { schedule: { name: c.schedule.decl.name.name, hypers: c.schedule.hypers } } : {}),
     train: { batch: c.batch, epochs: c.epochs, shuffle: c.shuffle, seed: c.seed, ...(c.earlyStop ? { earlyStop: c.earlyStop } : {}) },
     programs: {
       init: program(m.graphs.init),

@@ -13,7 +13,7 @@ import { num, type Value } from './values.ts';
 
 export interface TrainConfig {
   optimizer: { decl: A.OptimizerDecl; hypers: Record<string, number> };
-  schedule?: { decl: A.ScheduleDecl; hypers: Record<string, Value> };
+  schedule?: { decl: A.ScheduleDecl; hypers: Record<string, number> };
   regularize: { decl: A.RegularizerDecl; hypers: Record<string, Value>; on: A.Selector }[];
   constrain: { decl: A.ConstraintDecl; hypers: Record<string, Value>; on: A.Selector }[];
   clip?: { kind: 'value' | 'global_norm'; c: number };
@@ -296,7 +296,10 @@ function entry(e: A.TrainEntry, c: TrainConfig, decls: Decls, ev: Evaluator): vo
     case 'schedule': {
       const call = callOf(e, 'a schedule');
       const decl = declOf(decls, 'schedule', call.callee);
-      c.schedule = { decl, hypers: bindHypers(decl, call, ev) };
+      const taken = decl.params.find((f) => SCHEDULE_ARGS.includes(f.name.name));
+      if (taken) throw new DiagnosticError(error('E0402', `a schedule's hyperparameter cannot be called '${taken.name.name}': lr0, epoch and step are the arguments of lr()`, taken.name.span));
+      const hypers = bindHypers(decl, call, ev);
+      c.schedule = { decl, hypers: Object.fromEntries(Object.entries(hypers).map(([k, v]) => [k, ev.number(v, call.span, k)])) };
       return;
     }
     default: {
@@ -412,10 +415,14 @@ function noParamUpdate(opt: A.OptimizerDecl): Diagnostic {
   return error('E0403', `optimizer '${opt.name.name}' never updates its parameter: its step needs a line like '${opt.step.params[0]?.name ?? 'p'} <- ...'`, opt.step.span);
 }
 
-/** lr(lr0, epoch, step) as a graph of three scalar arguments; the runtime evaluates it per step. */
+const SCHEDULE_ARGS = ['lr0', 'epoch', 'step'];
+
+/** lr(lr0, epoch, step) as a graph of scalar arguments — those three and the schedule's
+ *  hyperparameters, all run-time values; the runtime evaluates it before each step. */
 function scheduleGraph(ev: Evaluator, s: NonNullable<TrainConfig['schedule']>): Graph {
-  const args = ['lr0', 'epoch', 'step'].map((n): Value => ({ kind: 'tensor', node: ir.arg('hyper', n, [], 'f32'), origin: s.decl.lr.span }));
-  const lr = ev.tensor(methodCall(ev, s.decl.lr, s.decl.params, s.hypers, args), s.decl.lr.span);
+  const scalar = (n: string): Value => ({ kind: 'tensor', node: ir.arg('hyper', n, [], 'f32'), origin: s.decl.lr.span });
+  const hypers = Object.fromEntries(s.decl.params.map((f) => [f.name.name, scalar(f.name.name)]));
+  const lr = ev.tensor(methodCall(ev, s.decl.lr, s.decl.params, hypers, SCHEDULE_ARGS.map(scalar)), s.decl.lr.span);
   if (lr.shape.length !== 0) throw new DiagnosticError(error('E0402', `schedule '${s.decl.name.name}' must give a scalar learning rate`, s.decl.lr.span));
   return { outputs: [{ name: 'lr', node: ir.cast(lr, 'f32') }], updates: [] };
 }
