@@ -294,36 +294,49 @@ function fmtRatio(v: number, base: number): string {
 }
 
 /**
- * Print a table of results with times and ratios to the `baseline` row
- * (ratio = engine time / baseline time, so > 1 means slower than the
- * baseline). When the baseline is absent or failed, ratios print as "-".
+ * The baseline row of each result: one name for every row, or a function of
+ * the row's name (e.g. dlc-cpu for CPU/wasm engines, dlc-webgpu for WebGPU
+ * ones).
  */
-export function formatTable(results: TimingResult[], baseline: string): string {
-  const base = results.find((r) => r.name === baseline && !r.error);
+export type Baseline = string | ((name: string) => string);
+
+const baselineOf = (baseline: Baseline, name: string) =>
+  typeof baseline === "string" ? baseline : baseline(name);
+
+/**
+ * Print a table of results with times and ratios to each row's baseline row
+ * (ratio = engine time / baseline time, so > 1 means slower than the
+ * baseline). When a baseline is absent or failed, its ratios print as "-".
+ */
+export function formatTable(results: TimingResult[], baseline: Baseline,
+  label = typeof baseline === "string" ? baseline : "baseline",
+): string {
+  const ok = (name: string) => results.find((r) => r.name === name && !r.error);
+  const bases = new Set(results.map((r) => baselineOf(baseline, r.name)));
   const header = [
     "engine",
     "step ms (median)",
-    "vs " + baseline,
+    "vs " + label,
     "min..max",
     "first step ms",
     `predict ms (b=${results[0]?.predictBatch ?? MLP.predictBatch})`,
-    "vs " + baseline,
+    "vs " + label,
     "trains",
   ];
-  const rows = results.map((r) =>
-    r.error
-      ? [r.name, "FAILED: " + r.error, "", "", "", "", "", ""]
-      : [
-          r.name + (r.name === baseline ? " *" : ""),
-          fmtMs(r.stepMedianMs) + ` (n=${r.stepIters})`,
-          fmtRatio(r.stepMedianMs, base?.stepMedianMs ?? NaN),
-          `${fmtMs(r.stepMinMs)}..${fmtMs(r.stepMaxMs)}`,
-          fmtMs(r.firstStepMs),
-          fmtMs(r.predictMedianMs) + ` (n=${r.predictIters})`,
-          fmtRatio(r.predictMedianMs, base?.predictMedianMs ?? NaN),
-          r.trains ? "yes" : "NO",
-        ],
-  );
+  const rows = results.map((r) => {
+    if (r.error) return [r.name, "FAILED: " + r.error, "", "", "", "", "", ""];
+    const base = ok(baselineOf(baseline, r.name));
+    return [
+      r.name + (bases.has(r.name) ? " *" : ""),
+      fmtMs(r.stepMedianMs) + ` (n=${r.stepIters})`,
+      fmtRatio(r.stepMedianMs, base?.stepMedianMs ?? NaN),
+      `${fmtMs(r.stepMinMs)}..${fmtMs(r.stepMaxMs)}`,
+      fmtMs(r.firstStepMs),
+      fmtMs(r.predictMedianMs) + ` (n=${r.predictIters})`,
+      fmtRatio(r.predictMedianMs, base?.predictMedianMs ?? NaN),
+      r.trains ? "yes" : "NO",
+    ];
+  });
   const widths = header.map((h, i) =>
     Math.max(h.length, ...rows.map((row) => (row[i].startsWith("FAILED") ? 0 : row[i].length))),
   );
@@ -332,11 +345,33 @@ export function formatTable(results: TimingResult[], baseline: string): string {
       ? `${cells[0].padEnd(widths[0])} | ${cells[1]}`
       : cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join(" | ");
   const out = [line(header), widths.map((w) => "-".repeat(w)).join("-|-"), ...rows.map(line)];
-  if (!base) out.push(`(baseline "${baseline}" not present or failed: no ratios)`);
-  else out.push(`(* baseline; ratio = time / baseline time, >1 = slower than ${baseline})`);
+  const missing = [...bases].filter((b) => !ok(b));
+  if (missing.length) out.push(`(baseline ${missing.join(", ")} not present or failed: no ratios for its rows)`);
+  out.push(`(* baseline; ratio = time / baseline time, >1 = slower than the baseline)`);
   return out.join("\n");
 }
 
-export function printTable(results: TimingResult[], baseline: string): void {
+/**
+ * The loss curves side by side (steps 1, 2, 5, 10, 15, 20 on the fixed batch)
+ * and each engine's largest deviation from its baseline's curve.
+ */
+export function formatCurves(results: TimingResult[], baseline: Baseline, steps = 20): string {
+  const at = [1, 2, 5, 10, 15, 20].filter((s) => s <= steps);
+  const ran = results.filter((r) => !r.error);
+  const w = Math.max(6, ...ran.map((r) => r.name.length));
+  const out = [`${"step".padEnd(w)} ${at.map((s) => String(s).padStart(7)).join("")}   max|d| vs baseline`];
+  for (const r of ran) {
+    const base = ran.find((b) => b.name === baselineOf(baseline, r.name));
+    const n = Math.min(steps, r.losses.length, base?.losses.length ?? 0);
+    let dev = 0;
+    for (let i = 0; i < n; i++) dev = Math.max(dev, Math.abs(r.losses[i] - base!.losses[i]));
+    const cells = at.map((s) => (s <= r.losses.length ? r.losses[s - 1].toFixed(4) : "-").padStart(7)).join("");
+    const d = !base ? "-" : base === r ? "(baseline)" : `${dev.toExponential(1)} vs ${base.name}`;
+    out.push(`${r.name.padEnd(w)} ${cells}   ${d}`);
+  }
+  return out.join("\n");
+}
+
+export function printTable(results: TimingResult[], baseline: Baseline): void {
   console.log(formatTable(results, baseline));
 }

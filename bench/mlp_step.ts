@@ -1,13 +1,15 @@
 /**
- * MNIST MLP training-step benchmark: runs every engine in this process in
- * turn, prints a table (times and ratios to a baseline) plus a "does it train"
- * sanity line per engine, and writes bench/results/mlp_step.json.
+ * MNIST MLP training-step benchmark: runs every engine (dlc-cpu, dlc-webgpu,
+ * then the peers) in this process in turn, prints a "does it train" sanity
+ * line per engine, the loss curves side by side, a table (times and ratios to
+ * dlc), and writes bench/results/mlp_step.json.
  *
- *   VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json npx tsx bench/mlp_step.ts
+ *   npm run bench        (= npx tsx bench/mlp_step.ts)
  *
  * Options: --only=a,b (engine names)  --skip=a,b  --warmup=3  --iters=20
  *          --predict-iters=N  --budget-ms=15000 (cap on timed ms per phase)
- *          --baseline=NAME (default: "dlc" when present, else tfjs-wasm)
+ *          --baseline=NAME (default: dlc on the same kind of device: dlc-webgpu
+ *          for *-webgpu engines, dlc-cpu for the others)
  *          --out=PATH (default bench/results/mlp_step.json)
  *
  * An engine that fails to initialise (e.g. no WebGPU adapter) or to run is
@@ -18,11 +20,14 @@ import { cpus, loadavg } from "node:os";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
+import { dlcMlp } from "./dlc.ts";
 import {
+  type Baseline,
   type Engine,
   MLP,
   type TimingResult,
   failedResult,
+  formatCurves,
   formatTable,
   sanityLine,
   timeEngine,
@@ -39,7 +44,13 @@ export interface EngineSpec {
   iters?: number;
 }
 
-/** The peers. dlc (the baseline) can be prepended by the caller / here. */
+/** dlc itself: the baseline of the ratios. */
+export const DLC: EngineSpec[] = [
+  { name: "dlc-cpu", make: () => dlcMlp("cpu", { log: console.log }) },
+  { name: "dlc-webgpu", make: () => dlcMlp("webgpu", { log: console.log }) },
+];
+
+/** The peers. */
 export const PEERS: EngineSpec[] = [
   { name: "tfjs-cpu", make: () => tfjsMlp("cpu") },
   { name: "tfjs-wasm", make: () => tfjsMlp("wasm") },
@@ -93,9 +104,12 @@ function parseArgs(argv: string[]): Record<string, string> {
   return out;
 }
 
+/** Ratios compare each engine with dlc on the same kind of device. */
+const dlcBaseline: Baseline = (name) => (name.endsWith("webgpu") ? "dlc-webgpu" : "dlc-cpu");
+
 /**
- * Run the benchmark. `extraEngines` (e.g. dlc) run first, before the peers;
- * pass `--baseline=NAME` or name one of them "dlc" to make it the baseline.
+ * Run the benchmark. `extraEngines` run first, then dlc and the peers; pass
+ * `--baseline=NAME` to compare every engine with one of them instead of dlc.
  */
 export async function main(
   extraEngines: EngineSpec[] = [],
@@ -105,7 +119,7 @@ export async function main(
   const list = (s?: string) => (s ? s.split(",").map((x) => x.trim()).filter(Boolean) : null);
   const only = list(args.only);
   const skip = list(args.skip) ?? [];
-  const specs = [...extraEngines, ...PEERS].filter((s) => (!only || only.includes(s.name)) && !skip.includes(s.name));
+  const specs = [...extraEngines, ...DLC, ...PEERS].filter((s) => (!only || only.includes(s.name)) && !skip.includes(s.name));
   const warmup = Number(args.warmup ?? 3);
   const iters = Number(args.iters ?? 20);
   const predictIters = args["predict-iters"] !== undefined ? Number(args["predict-iters"]) : undefined;
@@ -136,12 +150,11 @@ export async function main(
   const results = await runEngines(specs, { warmup, iters, predictIters, budgetMs });
   const totalS = (performance.now() - t0) / 1000;
 
-  const baseline =
-    args.baseline ??
-    (results.some((r) => r.name === "dlc" && !r.error) ? "dlc" : "tfjs-wasm");
+  const baseline: Baseline = args.baseline ?? dlcBaseline;
   console.log("\nSanity (loss must decrease over 20 steps on one fixed random batch):");
   for (const r of results) console.log("  " + sanityLine(r));
-  console.log("\n" + formatTable(results, baseline));
+  console.log("\nLoss curves (same initial weights and batch):\n" + formatCurves(results, baseline));
+  console.log("\n" + formatTable(results, baseline, args.baseline ?? "dlc"));
   console.log(`\ntotal ${totalS.toFixed(1)} s`);
 
   mkdirSync(dirname(outPath), { recursive: true });
@@ -170,7 +183,7 @@ export async function main(
           loadAvgEnd: loadavg()[0],
         },
         config: { warmup, iters, predictIters: predictIters ?? iters, budgetMs },
-        baseline,
+        baseline: args.baseline ?? "dlc-cpu (cpu/wasm engines), dlc-webgpu (webgpu engines)",
         results,
       },
       null,

@@ -6,8 +6,11 @@
  *
  * - Node 20 has no global `navigator`; Node >= 21 has one without `gpu`. Both
  *   cases are handled (on Node 20 a minimal {gpu, userAgent,
- *   hardwareConcurrency} object is installed); an existing `navigator.gpu` (e.g. installed by dlc's
- *   own runtime) is reused, so all engines share one Dawn instance.
+ *   hardwareConcurrency} object is installed); an existing `navigator.gpu` is
+ *   reused. This is the only place the bench calls Dawn's `create()`: every
+ *   WebGPU engine (dlc via `nodeGpuDevice()`, tfjs, jax-js) gets its adapter
+ *   from this one GPU object, which `navigator` keeps referenced (Dawn shuts
+ *   down if it is garbage-collected).
  * - On a machine without a GPU, point the Vulkan loader at SwiftShader:
  *   VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json. If the variable
  *   is unset and that file exists, it is set here before Dawn starts.
@@ -55,6 +58,24 @@ async function setup(): Promise<GPU> {
     });
   }
   return gpu;
+}
+
+/**
+ * A device from the shared Dawn instance, with the storage limits raised to
+ * the adapter's (as dlc's cli/gpu.ts `nodeDevice()` does). The caller owns it.
+ */
+export async function nodeGpuDevice(): Promise<GPUDevice> {
+  const gpu = await ensureNodeWebGPU();
+  const adapter = await gpu.requestAdapter();
+  if (!adapter) throw new Error("no WebGPU adapter (navigator.gpu.requestAdapter() returned null)");
+  const l = adapter.limits;
+  return adapter.requestDevice({
+    requiredLimits: {
+      maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
+      maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+      maxBufferSize: l.maxBufferSize,
+    },
+  });
 }
 
 /** Human-readable description of the adapter Dawn would hand out (or null). */
