@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { parse } from '../grammar/index.ts';
 import type * as A from './ast/nodes.ts';
 import { error, hasErrors, warning, type Diagnostic } from './diagnostics.ts';
-import { lower, type LoweredModel } from './ir/lower.ts';
+import { lower, type LoweredModel, type LowerOptions } from './ir/lower.ts';
 import { buildManifest } from './codegen/manifest.ts';
 import type { Manifest } from '../runtime/program.ts';
 
@@ -91,8 +91,13 @@ export interface Checked extends Loaded {
   model?: LoweredModel;
 }
 
+export interface CompileOptions extends LowerOptions {
+  /** Emit the gradient program (see Manifest.programs.gradient). */
+  gradient?: boolean;
+}
+
 /** Everything up to the graphs: what `dlc check` runs. */
-export function check(file: string, read?: ReadFile): Checked {
+export function check(file: string, read?: ReadFile, opts: CompileOptions = {}): Checked {
   const loaded = load(file, read);
   if (hasErrors(loaded.diagnostics)) return loaded;
   const model = loaded.models[0];
@@ -100,7 +105,7 @@ export function check(file: string, read?: ReadFile): Checked {
     const span = { file: resolve(file), start: 0, end: 0, line: 1, col: 1 };
     return { ...loaded, diagnostics: [...loaded.diagnostics, error('E0404', 'this file declares no model: add one with `model NAME { ... }`', span)] };
   }
-  const r = lower(loaded.decls, model, (f) => f.startsWith(STDLIB_DIR));
+  const r = lower(loaded.decls, model, (f) => f.startsWith(STDLIB_DIR), opts);
   return { ...loaded, model: r.model, diagnostics: [...loaded.diagnostics, ...r.diagnostics] };
 }
 
@@ -108,8 +113,8 @@ export interface Compiled extends Checked {
   manifest?: Manifest;
 }
 
-export function compile(file: string, read?: ReadFile): Compiled {
-  const checked = check(file, read);
+export function compile(file: string, read?: ReadFile, opts: CompileOptions = {}): Compiled {
+  const checked = check(file, read, opts);
   if (!checked.model || hasErrors(checked.diagnostics)) return checked;
-  return { ...checked, manifest: buildManifest(checked.model) };
+  return { ...checked, manifest: buildManifest(checked.model, opts) };
 }

@@ -11,7 +11,9 @@ const spec = (name: string, n: Node): TensorSpec => ({ name, dtype: n.dtype, sha
 
 const program = (g: Graph) => attachKernels(toProgram(g));
 
-export function buildManifest(m: LoweredModel): Manifest {
+/** `gradient`: include the gradient program (loss and raw gradients), for gradient checks; L-BFGS
+ *  always gets it. */
+export function buildManifest(m: LoweredModel, opts: { gradient?: boolean } = {}): Manifest {
   const c = m.config;
   return {
     format: 'dlc-bundle/1',
@@ -22,7 +24,7 @@ export function buildManifest(m: LoweredModel): Manifest {
     params: m.params.map((p) => ({ ...spec(p.name, p.node), tags: p.tags })),
     state: m.state.map((s) => spec(s.name, s.node)),
     slots: m.slots.map((s) => spec(s.name, s.node)),
-    optimizer: { name: c.optimizer.decl.name.name, hypers: c.optimizer.hypers },
+    optimizer: { name: c.optimizer.name, hypers: c.optimizer.hypers },
     ...(c.schedule ? { schedule: { name: c.schedule.decl.name.name, hypers: c.schedule.hypers } } : {}),
     train: { batch: c.batch, epochs: c.epochs, shuffle: c.shuffle, seed: c.seed, ...(c.earlyStop ? { earlyStop: c.earlyStop } : {}) },
     programs: {
@@ -30,6 +32,7 @@ export function buildManifest(m: LoweredModel): Manifest {
       train: program(m.graphs.train),
       evaluate: program(m.graphs.evaluate),
       predict: program(m.graphs.predict),
+      ...(opts.gradient || !c.optimizer.decl ? { gradient: program(m.graphs.gradient) } : {}),
       ...(m.graphs.schedule ? { schedule: program(m.graphs.schedule) } : {}),
     },
   };

@@ -12,7 +12,8 @@ import { Evaluator, Poisoned, Scope, type Decls, type ParamInfo } from './eval.t
 import { num, type Value } from './values.ts';
 
 export interface TrainConfig {
-  optimizer: { decl: A.OptimizerDecl; hypers: Record<string, number> };
+  /** A rule written in .dlm, or the built-in L-BFGS (no decl: the runtime drives it). */
+  optimizer: { name: string; decl?: A.OptimizerDecl; hypers: Record<string, number> };
   schedule?: { decl: A.ScheduleDecl; hypers: Record<string, number> };
   regularize: { decl: A.RegularizerDecl; hypers: Record<string, Value>; on: A.Selector }[];
   constrain: { decl: A.ConstraintDecl; hypers: Record<string, Value>; on: A.Selector }[];
@@ -34,12 +35,20 @@ export interface LoweredModel {
   state: { name: string; node: Node }[];
   slots: { name: string; node: Node }[];
   config: TrainConfig;
-  graphs: { init: Graph; train: Graph; evaluate: Graph; predict: Graph; schedule?: Graph };
+  graphs: { init: Graph; train: Graph; evaluate: Graph; predict: Graph; gradient: Graph; schedule?: Graph };
 }
+
+export interface LowerOptions {
+  /** Replace the train block's optimizer with this one, at its default hyperparameters. */
+  optimizer?: string;
+}
+
+/** Hyperparameters of the built-in L-BFGS: memory, first step length, iterations per step. */
+const LBFGS = { history: 10, lr: 1, iterations: 1 };
 
 const TRAIN_KEYS = ['optimizer', 'schedule', 'regularize', 'constrain', 'clip', 'freeze', 'batch', 'epochs', 'shuffle', 'early_stop', 'seed'];
 
-export function lower(decls: Decls, model: A.ModelDecl, isLibrary: (file: string) => boolean = () => false): { model?: LoweredModel; diagnostics: Diagnostic[] } {
+export function lower(decls: Decls, model: A.ModelDecl, isLibrary: (file: string) => boolean = () => false, opts: LowerOptions = {}): { model?: LoweredModel; diagnostics: Diagnostic[] } {
   const diagnostics: Diagnostic[] = [];
   const guard = <T>(f: () => T): T | undefined => {
     try {
@@ -61,7 +70,7 @@ export function lower(decls: Decls, model: A.ModelDecl, isLibrary: (file: string
     else Evaluator.poison(consts, d.name.name, d.span);
   }
 
-  const config = guard(() => trainConfig(decls, model, constEval, diagnostics));
+  const config = guard(() => trainConfig(decls, model, constEval, diagnostics, opts));
   const train = new Evaluator(decls, consts, true, key, isLibrary);
   const pass = (ev: Evaluator, report: boolean) => {
     const scope = new Scope(consts);
@@ -128,7 +137,7 @@ export function lower(decls: Decls, model: A.ModelDecl, isLibrary: (file: string
 
   const trainGraph = guard(() => buildTrain(train, t.loss!, t.metrics, params, config, stateUpdates.map((u) => ({ role: 'state' as const, name: u.slot.name, node: u.node }))));
   if (!trainGraph) return { diagnostics };
-  const { graph, slots } = trainGraph;
+  const { graph, slots, gradient } = trainGraph;
 
   const schedule = config.schedule && guard(() => scheduleGraph(train, config.schedule!));
   const evaluate: Graph = { outputs: [{ name: 'loss', node: inf.loss! }, ...inf.metrics], updates: [] };
@@ -152,7 +161,7 @@ export function lower(decls: Decls, model: A.ModelDecl, isLibrary: (file: string
       state: [...train.state.values()].map((s) => ({ name: s.name, node: s.node })),
       slots: slots.map((s) => ({ name: s.name, node: s.node })),
       config,
-      graphs: { init, train: graph, evaluate, predict, ...(schedule ? { schedule } : {}) },
+      graphs: { init, train: graph, evaluate, predict, gradient, ...(schedule ? { schedule } : {}) },
     },
   };
 }
@@ -168,11 +177,10 @@ function silently<T>(f: () => T): T | undefined {
 
 // ---------- the train block ----------
 
-function trainConfig(decls: Decls, model: A.ModelDecl, ev: Evaluator, diagnostics: Diagnostic[]): TrainConfig {
+function trainConfig(decls: Decls, model: A.ModelDecl, ev: Evaluator, diagnostics: Diagnostic[], opts: LowerOptions): TrainConfig {
   const block = model.items.find((i): i is A.TrainBlock => i.kind === 'train');
-  const defaultOpt = decls.get('adam') as A.OptimizerDecl;
   const config: TrainConfig = {
-    optimizer: { decl: defaultOpt, hypers: hyperDefaults(defaultOpt, ev) },
+    optimizer: optimizerConfig({ kind: 'call', callee: { kind: 'ident', name: 'adam', span: model.name.span }, args: [], span: model.name.span }, decls, ev),
     regularize: [],
     constrain: [],
     freeze: [],
@@ -189,7 +197,28 @@ function trainConfig(decls: Decls, model: A.ModelDecl, ev: Evaluator, diagnostic
       else throw err;
     }
   }
+  if (opts.optimizer) {
+    const span = block?.span ?? model.name.span;
+    try {
+      config.optimizer = optimizerConfig({ kind: 'call', callee: { kind: 'ident', name: opts.optimizer, span }, args: [], span }, decls, ev);
+    } catch (err) {
+      if (err instanceof DiagnosticError) diagnostics.push(err.diagnostic);
+      else throw err;
+    }
+  }
   return config;
+}
+
+/** `adam(lr: 1e-3)` or `lbfgs(history: 10)`: the rule and its hyperparameters as numbers. */
+function optimizerConfig(call: A.Call, decls: Decls, ev: Evaluator): TrainConfig['optimizer'] {
+  const numbers = (hypers: Record<string, Value>) => Object.fromEntries(Object.entries(hypers).map(([k, v]) => [k, ev.number(v, call.span, k)]));
+  if (call.callee.name === 'lbfgs' && decls.get('lbfgs')?.kind !== 'optimizer') {
+    const formals = Object.keys(LBFGS);
+    const args = call.args.map((a) => ({ name: a.name?.name, value: ev.eval(a.value, ev.consts), span: a.span }));
+    return { name: 'lbfgs', hypers: numbers(ev.bindArgs('lbfgs', formals, (n) => num(LBFGS[n as keyof typeof LBFGS]), args, call.span)) };
+  }
+  const decl = declOf(decls, 'optimizer', call.callee);
+  return { name: decl.name.name, decl, hypers: numbers(bindHypers(decl, call, ev)) };
 }
 
 function declOf<K extends A.Decl['kind']>(decls: Decls, kind: K, callee: A.Ident): Extract<A.Decl, { kind: K }> {
@@ -214,12 +243,6 @@ const EXAMPLES: Record<string, string> = {
   schedule: 'step_decay(factor: 0.5, every: 5)',
 };
 
-function hyperDefaults(d: A.OptimizerDecl, ev: Evaluator): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const f of d.params) if (f.default) out[f.name.name] = ev.number(ev.eval(f.default, ev.consts), f.default.span, f.name.name);
-  return out;
-}
-
 function bindHypers(decl: { name: A.Ident; params: A.Formal[] }, call: A.Call, ev: Evaluator): Record<string, Value> {
   const args = call.args.map((a) => ({ name: a.name?.name, value: ev.eval(a.value, ev.consts), span: a.span }));
   return ev.bindArgs(decl.name.name, decl.params.map((p) => p.name.name), (n) => {
@@ -236,13 +259,9 @@ function entry(e: A.TrainEntry, c: TrainConfig, decls: Decls, ev: Evaluator): vo
     return int ? ev.int(v, e.value.span, key) : ev.number(v, e.value.span, key);
   };
   switch (key) {
-    case 'optimizer': {
-      const call = callOf(e, 'an optimizer');
-      const decl = declOf(decls, 'optimizer', call.callee);
-      const hypers = bindHypers(decl, call, ev);
-      c.optimizer = { decl, hypers: Object.fromEntries(Object.entries(hypers).map(([k, v]) => [k, ev.number(v, call.span, k)])) };
+    case 'optimizer':
+      c.optimizer = optimizerConfig(callOf(e, 'an optimizer'), decls, ev);
       return;
-    }
     case 'regularize':
     case 'constrain': {
       const call = callOf(e, key === 'regularize' ? 'a regularizer' : 'a constraint');
@@ -348,7 +367,7 @@ function buildTrain(
   params: ParamInfo[],
   config: TrainConfig,
   stateUpdates: Graph['updates'],
-): { graph: Graph; slots: { name: string; node: Node; init: Node }[] } {
+): { graph: Graph; gradient: Graph; slots: { name: string; node: Node; init: Node }[] } {
   let loss = dataLoss;
   for (const r of config.regularize) {
     for (const p of select(r.on, params)) {
@@ -359,6 +378,10 @@ function buildTrain(
   const frozen = new Set(config.freeze.flatMap((s) => select(s, params)));
   const trainable = params.filter((p) => !frozen.has(p));
   let grads = grad(loss, trainable.map((p) => p.node));
+  const gradient: Graph = { outputs: [{ name: 'loss', node: loss }, ...trainable.map((p, i) => ({ name: `grad:${p.name}`, node: grads[i] }))], updates: [] };
+  const opt = config.optimizer.decl;
+  // L-BFGS runs on the host from the gradient program; the step program only updates state.
+  if (!opt) return { graph: { outputs: [{ name: 'loss', node: loss }, ...metrics], updates: stateUpdates }, gradient, slots: [] };
   if (config.clip?.kind === 'value') {
     const c = config.clip.c;
     grads = grads.map((g) => ir.max(ir.min(g, ir.constant(c)), ir.constant(-c)));
@@ -368,7 +391,6 @@ function buildTrain(
     grads = grads.map((g) => ir.mul(g, scale));
   }
 
-  const opt = config.optimizer.decl;
   const hyperArgs = Object.fromEntries(opt.params.map((f) => [f.name.name, ir.arg('hyper', f.name.name, [], 'f32')]));
   const t = ir.arg('hyper', 't', [], 'f32');
   const slots: { name: string; node: Node; init: Node }[] = [];
@@ -407,6 +429,7 @@ function buildTrain(
   });
   return {
     graph: { outputs: [{ name: 'loss', node: loss }, ...metrics], updates: [...updates, ...stateUpdates] },
+    gradient,
     slots,
   };
 }
