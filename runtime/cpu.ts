@@ -36,8 +36,15 @@ function checkFeed(what: string, t: Tensor, dtype: DType, float: FloatArrayType)
   return t.data instanceof float ? t.data : new float(t.data);
 }
 
-/** Runs `p` on `feeds`, keyed by `argKey` (`input:x`, `param:w`). */
-export function runCpu(p: ProgramJSON, kernels: CpuKernels, feeds: Readonly<Record<string, Tensor>>, float: FloatArrayType): RunResult {
+/** Runs `p` on `feeds`, keyed by `argKey` (`input:x`, `param:w`). `watch` sees every node's value
+ *  as it is made (the NaN guard uses it to find the first non-finite one). */
+export function runCpu(
+  p: ProgramJSON,
+  kernels: CpuKernels,
+  feeds: Readonly<Record<string, Tensor>>,
+  float: FloatArrayType,
+  watch?: (node: number, value: TypedArray) => void,
+): RunResult {
   const syms = bindSymbols(p, feeds);
   const shapes = nodeShapes(p, syms);
   const lastUse = p.nodes.map(() => -1);
@@ -60,6 +67,7 @@ export function runCpu(p: ProgramJSON, kernels: CpuKernels, feeds: Readonly<Reco
       if (out.length !== numel(shape)) throw new Error(`op '${n.op}' (node ${i}) gave ${out.length} values for shape [${shape}]`);
       values[i] = out;
     }
+    watch?.(i, values[i]!);
     for (const j of n.inputs) if (lastUse[j] === i) values[j] = undefined;
   });
 

@@ -26,16 +26,33 @@ export class DlcInputError extends Error {
   override name = 'DlcInputError';
 }
 
+/** Training produced a NaN or an infinity. The step was undone; `src` says where the first
+ *  non-finite value was made. */
+export class DlcNumericError extends Error {
+  override name = 'DlcNumericError';
+  constructor(
+    message: string,
+    readonly step: number,
+    readonly op?: string,
+    readonly src?: string,
+  ) {
+    super(message);
+  }
+}
+
 /** Where the tensors live and how programs run there. */
 interface Executor {
   write(key: string, t: Tensor): void;
   read(keys: readonly string[]): Promise<Record<string, Tensor>>;
   run(p: ProgramJSON, feeds: Record<string, Tensor>, read?: readonly string[]): Promise<Record<string, Tensor>>;
+  /** Undo the updates of the last run. */
+  rollback(): void;
   dispose(): void;
 }
 
 class CpuExecutor implements Executor {
   private readonly tensors = new Map<string, Tensor>();
+  private previous = new Map<string, Tensor>();
   constructor(private readonly kernels: CpuKernels) {}
   write(key: string, t: Tensor): void {
     this.tensors.set(key, { data: t.data instanceof Float64Array ? new Float32Array(t.data) : t.data.slice(), shape: [...t.shape] });
@@ -51,8 +68,13 @@ class CpuExecutor implements Executor {
       if (t) all[k] = t;
     }
     const r = runCpu(p, this.kernels, all, Float32Array);
+    this.previous = new Map(Object.keys(r.updates).map((k) => [k, this.tensors.get(k)!]));
     for (const [k, t] of Object.entries(r.updates)) this.tensors.set(k, t);
     return Object.fromEntries(read.map((n) => [n, r.outputs[n]]));
+  }
+  rollback(): void {
+    for (const [k, t] of this.previous) this.tensors.set(k, t);
+    this.previous.clear();
   }
   dispose(): void {
     this.tensors.clear();
@@ -95,18 +117,68 @@ export class Model {
     return model;
   }
 
-  /** One optimizer update on `batch`; returns the loss and the model's metrics on it. */
+  /** One optimizer update on `batch`; returns the loss and the model's metrics on it. A step whose
+   *  loss is not finite is undone and throws a DlcNumericError naming where it went wrong. */
   async trainStep(batch: Feeds): Promise<Record<string, number>> {
     const p = this.manifest.programs.train;
-    const out = await this.exec.run(p, { ...this.feeds(batch, p), ...this.stepHypers(this.step + 1) });
+    const feeds = { ...this.feeds(batch, p), ...this.stepHypers(this.step + 1) };
+    const out = scalars(await this.exec.run(p, feeds));
+    if (!Number.isFinite(out.loss)) {
+      this.exec.rollback();
+      throw await this.diagnose(p, feeds, out.loss);
+    }
     this.step++;
-    return scalars(out);
+    return out;
+  }
+
+  /** Replays the step on the CPU, value by value, to find the first non-finite one. */
+  private async diagnose(p: ProgramJSON, feeds: Record<string, Tensor>, loss: number): Promise<DlcNumericError> {
+    const stored = await this.exec.read(p.args.map(argKey).filter((k) => !(k in feeds)));
+    // A value the previous update left non-finite: that update is where it went wrong.
+    for (const u of p.updates) {
+      const t = stored[argKey(u)];
+      if (!t || t.data.every(Number.isFinite)) continue;
+      const n = p.nodes[u.node];
+      return new DlcNumericError(
+        `the update of step ${this.step} made ${u.role} '${u.name}' non-finite: '${n.op}'${n.src ? ` made at ${n.src}` : ''}`,
+        this.step,
+        n.op,
+        n.src,
+      );
+    }
+    const step = this.step + 1;
+    const found = { node: -1 };
+    try {
+      runCpu(p, this.kernels, { ...stored, ...feeds }, Float32Array, (i, v) => {
+        if (v instanceof Int32Array || v.every(Number.isFinite)) return;
+        found.node = i;
+        throw found;
+      });
+    } catch (e) {
+      if (e !== found) throw e;
+    }
+    const first = found.node;
+    if (first < 0) return new DlcNumericError(`the loss became ${loss} at step ${step} on ${this.backend}, but a CPU replay of the step stayed finite`, step);
+    const n = p.nodes[first];
+    const where = n.src ? ` made at ${n.src}` : '';
+    return new DlcNumericError(`the loss became ${loss} at step ${step}: the first non-finite value is the output of '${n.op}'${where}`, step, n.op, n.src);
   }
 
   /** Loss and metrics on `batch` with the inference graph; nothing is updated. */
   async evaluate(batch: Feeds): Promise<Record<string, number>> {
     const p = this.manifest.programs.evaluate;
     return scalars(await this.exec.run(p, this.feeds(batch, p)));
+  }
+
+  /** Loss and the gradient of every trainable parameter on `batch`, nothing updated. Needs a
+   *  manifest compiled with the gradient program (gradient checks, L-BFGS). */
+  async gradient(batch: Feeds): Promise<{ loss: number; grads: Record<string, Tensor> }> {
+    const p = this.manifest.programs.gradient;
+    if (!p) throw new Error(`model '${this.manifest.model}' was compiled without its gradient program`);
+    const out = await this.exec.run(p, { ...this.feeds(batch, p), ...this.stepHypers(this.step + 1) });
+    const grads: Record<string, Tensor> = {};
+    for (const [k, t] of Object.entries(out)) if (k.startsWith('grad:')) grads[k.slice(5)] = t;
+    return { loss: out.loss.data[0], grads };
   }
 
   /** The model's outputs for `inputs`, any batch size. */

@@ -19,6 +19,8 @@ export interface NodeJSON {
   dtype: DType;
   /** Index into Program.kernels; absent for leaves (arg, const) and aliases (reshape). */
   kernel?: number;
+  /** Where in the source the node was made (file:line:col, or "gradient of OP at ..."). */
+  src?: string;
 }
 
 export interface KernelJSON {
@@ -65,6 +67,7 @@ export interface Manifest {
   state: TensorSpec[];
   /** Optimizer slot tensors, named `<param>:<slot>`. */
   slots: TensorSpec[];
+  /** The update rule; 'lbfgs' is built in and driven by the runtime from the gradient program. */
   optimizer: { name: string; hypers: Record<string, number> };
   /** The learning-rate schedule's hyperparameters (run-time values, like the optimizer's). */
   schedule?: { name: string; hypers: Record<string, number> };
@@ -78,6 +81,8 @@ export interface Manifest {
     evaluate: ProgramJSON;
     /** Model outputs (the inference graph). */
     predict: ProgramJSON;
+    /** Loss and `grad:<param>` of every trainable parameter, no updates (gradient checks, L-BFGS). */
+    gradient?: ProgramJSON;
     /** The learning rate lr(lr0, epoch, step), evaluated on the host before each step. */
     schedule?: ProgramJSON;
   };

@@ -7,7 +7,8 @@
 // buffer (a tensor grown past its capacity) drops every plan.
 //
 // Runs must be awaited one after another. An update whose value is another updated argument's
-// buffer (a swap) is not supported.
+// buffer (a swap) is not supported. The values a run's updates overwrite are kept, so the last
+// run can be rolled back (the NaN guard does).
 
 import type { Tensor } from '../compiler/ops/types.ts';
 import { WORKGROUP, type DType, type Grid, type ProgramJSON } from './program.ts';
@@ -56,7 +57,21 @@ export class WebGPUExecutor {
   private readonly layouts = new Map<number, GPUBindGroupLayout>();
   private readonly programs = new Map<ProgramJSON, { pipelines: GPUComputePipeline[]; plans: Map<string, Plan> }>();
 
+  /** Before each update overwrites a persistent tensor, its old value is copied here. */
+  private readonly backups = new Map<string, GPUBuffer>();
+  private undo: { from: GPUBuffer; to: GPUBuffer; size: number }[] = [];
+
   constructor(readonly device: GPUDevice) {}
+
+  private backup(key: string, size: number): GPUBuffer {
+    let b = this.backups.get(key);
+    if (!b || b.size < size) {
+      b?.destroy();
+      b = this.buffer(`dlc:backup:${key}`, size, COPY_SRC | COPY_DST);
+      this.backups.set(key, b);
+    }
+    return b;
+  }
 
   /** Creates or overwrites the persistent tensor `key`. Float64 data is stored as f32. */
   write(key: string, t: Tensor, dtype: DType = t.data instanceof Int32Array ? 'i32' : 'f32'): void {
@@ -116,9 +131,16 @@ export class WebGPUExecutor {
     }
     pass.end();
     for (const i of wanted) copy(enc, plan.bufs[p.outputs[i].node], plan.staging, plan.outOffsets[i], bytes(plan.shapes[p.outputs[i].node]));
+    this.undo = [];
     for (const u of p.updates) {
-      const dst = this.tensors.get(argKey(u))!.buffer;
-      if (plan.bufs[u.node] !== dst) copy(enc, plan.bufs[u.node], dst, 0, bytes(plan.shapes[u.node]));
+      const key = argKey(u);
+      const dst = this.tensors.get(key)!.buffer;
+      if (plan.bufs[u.node] === dst) continue;
+      const size = bytes(plan.shapes[u.node]);
+      const backup = this.backup(key, dst.size);
+      copy(enc, dst, backup, 0, size);
+      copy(enc, plan.bufs[u.node], dst, 0, size);
+      this.undo.push({ from: backup, to: dst, size });
     }
     this.device.queue.submit([enc.finish()]);
     if (!wanted.length) return {};
@@ -132,8 +154,18 @@ export class WebGPUExecutor {
     );
   }
 
+  /** Puts back the values the last run's updates overwrote. */
+  rollback(): void {
+    const enc = this.device.createCommandEncoder({ label: 'dlc:rollback' });
+    for (const u of this.undo) copy(enc, u.from, u.to, 0, u.size);
+    this.device.queue.submit([enc.finish()]);
+    this.undo = [];
+  }
+
   /** Destroys every buffer this executor made. */
   dispose(): void {
+    for (const b of this.backups.values()) b.destroy();
+    this.backups.clear();
     this.dropPlans();
     for (const s of this.tensors.values()) s.buffer.destroy();
     this.tensors.clear();

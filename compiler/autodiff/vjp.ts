@@ -5,6 +5,7 @@ import { add, constant, reshape, sum, broadcast } from '../ir/build.ts';
 import { ShapeError, sameShape, type Node, type Shape } from '../ir/node.ts';
 import { topo } from '../ir/graph.ts';
 import { ops } from '../ops/registry.ts';
+import { mark, provenance } from '../ir/provenance.ts';
 
 /** Sum `ct` (of a broadcast shape) down to `shape`. */
 export function unbroadcast(ct: Node, shape: Shape): Node {
@@ -33,6 +34,8 @@ export function vjp(y: Node, ct: Node, wrt: readonly Node[]): Node[] {
     const rule = ops()[n.op].vjp;
     if (!rule) continue;
     const parts = rule(n, g);
+    const where = provenance(n);
+    for (const part of parts) if (part) mark(part, `gradient of ${n.op}${where ? ` at ${where}` : ''}`);
     n.inputs.forEach((inp, k) => {
       const part = parts[k];
       if (!part || inp.dtype !== 'f32') return;

@@ -7,6 +7,8 @@ import type * as A from '../ast/nodes.ts';
 import * as ir from './build.ts';
 import { ShapeError, typeStr, type DType, type Dim, type Node } from './node.ts';
 import { builtins } from './builtins.ts';
+import { mark } from './provenance.ts';
+import { relative } from 'node:path';
 import { describe, num, type ArgValue, type Callable, type Value } from './values.ts';
 
 export type Decls = ReadonlyMap<string, A.Decl>;
@@ -76,6 +78,8 @@ export class Evaluator {
   /** Updates recorded by `<-` (last one wins). */
   readonly updates = new Map<string, { slot: Slot; node: Node }>();
   private saltCounter = 0;
+  /** Spans of the fn and layer calls being evaluated, outermost first. */
+  private readonly calls: Span[] = [];
   private naming: Naming = { path: [], single: false, counts: new Map() };
 
   constructor(
@@ -94,6 +98,13 @@ export class Evaluator {
 
   key(): Node {
     return this.keyNode;
+  }
+
+  /** Label a node with the span that built it, and the user's call when that is library code. */
+  private marked(n: Node, span: Span): Node {
+    const site = this.isLibrary(span.file) ? this.calls.find((c) => !this.isLibrary(c.file)) : undefined;
+    mark(n, site ? `${where(span)}, called at ${where(site)}` : where(span));
+    return n;
   }
 
   // ---------- values ----------
@@ -206,7 +217,7 @@ export class Evaluator {
   /** A tensor value made at `span` from a node, turning shape-rule complaints into diagnostics. */
   private build(span: Span, make: () => Node, operands: { v: Value; span: Span }[] = []): Value {
     try {
-      return { kind: 'tensor', node: make(), origin: span };
+      return { kind: 'tensor', node: this.marked(make(), span), origin: span };
     } catch (err) {
       if (!(err instanceof ShapeError)) throw err;
       const related = operands
@@ -336,7 +347,7 @@ export class Evaluator {
     if (c.kind === 'builtin') {
       const bound = this.bindArgs(c.name, c.builtin.params, (n) => c.builtin.defaults?.[n], args, span);
       const r = c.builtin.call(bound, this, span);
-      return 'op' in r ? { kind: 'tensor', node: r, origin: span } : r;
+      return 'op' in r ? { kind: 'tensor', node: this.marked(r, span), origin: span } : r;
     }
     const decl = c.decl;
     let nameArg: string | undefined;
@@ -370,6 +381,7 @@ export class Evaluator {
       const path = nameArg !== undefined ? [...naming.path.slice(0, -1), nameArg] : this.layerPath(decl.name.name);
       this.naming = { path, single: false, counts: new Map() };
     }
+    this.calls.push(span);
     try {
       const r = this.body(decl.body, scope, span, decl.name.name);
       // The result is known to the caller by the call that made it.
@@ -378,6 +390,7 @@ export class Evaluator {
       throw this.atCallSite(e, decl, span);
     } finally {
       this.naming = naming;
+      this.calls.pop();
     }
   }
 
@@ -642,6 +655,8 @@ export class Evaluator {
     scope.set(name, { value: POISON as unknown as Value, span });
   }
 }
+
+const where = (span: Span) => `${relative(process.cwd(), span.file) || span.file}:${span.line}:${span.col}`;
 
 const BINARY = {
   '+': 'add', '-': 'sub', '*': 'mul', '/': 'div', '^': 'pow',

@@ -2,6 +2,7 @@
 // conversion to the runtime's JSON program.
 
 import type { Node } from './node.ts';
+import { provenance } from './provenance.ts';
 import type { ArgJSON, NodeJSON, ProgramJSON } from '../../runtime/program.ts';
 
 export interface Graph {
@@ -62,6 +63,7 @@ export function toProgram(g: Graph): ProgramJSON {
     attrs: { ...n.attrs },
     shape: [...n.shape],
     dtype: n.dtype,
+    ...(provenance(n) ? { src: provenance(n) } : {}),
   }));
   const args: ArgJSON[] = order
     .filter((n) => n.op === 'arg')
