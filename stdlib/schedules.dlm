@@ -25,3 +25,10 @@ schedule cosine_restarts(period = 10, min_lr = 0.0) {
 
 # Linear warmup from lr0 / steps up to lr0 over the first `steps` updates.
 schedule warmup(steps = 1000) { lr(lr0, epoch, step) = lr0 * min(1.0, (step + 1) / steps) }
+
+# Reduce the learning rate when a watched number stops improving (Keras's ReduceLROnPlateau). It
+# depends on validation results, which lr(lr0, epoch, step) cannot see, so the training loop
+# (`dlc train`, runtime/train.ts) applies it: after `patience` epochs without improvement of the
+# train block's early_stop value (else val.loss, or train.loss without a validation set), it
+# multiplies the optimizer's lr by `factor`, never going below `min_lr`.
+schedule reduce_on_plateau(factor = 0.1, patience = 2, min_lr = 0.0) { lr(lr0, epoch, step) = lr0 }
