@@ -230,7 +230,7 @@ export class Model {
       const data = t instanceof Float64Array ? new Float32Array(t) : t;
       bytes.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), body + e.offset);
     });
-    view.setUint32(8, checksum(bytes.subarray(body)), true);
+    view.setUint32(8, checksum(bytes.subarray(12)), true);
     return bytes;
   }
 
@@ -244,6 +244,7 @@ export class Model {
     if (view.getUint32(0, true) !== MAGIC) fail('bad magic number');
     const hlen = view.getUint32(4, true);
     if (12 + hlen > bytes.length) fail('truncated header');
+    if (checksum(bytes.subarray(12)) !== view.getUint32(8, true)) fail('checksum mismatch (the file is damaged or truncated)');
     let header: {
       model: string;
       step: number;
@@ -259,7 +260,6 @@ export class Model {
       return fail('unreadable header');
     }
     const body = bytes.subarray(12 + hlen);
-    if (checksum(body) !== view.getUint32(8, true)) fail('checksum mismatch (the file is damaged or truncated)');
     if (header.model !== this.manifest.model) fail(`it belongs to model '${header.model}'`);
     const byKey = new Map(header.tensors.map((t) => [t.key, t]));
     const loaded = this.saved().map(({ key, spec }) => {

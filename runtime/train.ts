@@ -10,6 +10,7 @@
 import type { Dataset } from './dataset.ts';
 import { batches, subset } from './dataset.ts';
 import type { Model } from './model.ts';
+import { lbfgsEpoch } from './lbfgs.ts';
 import { permutation, rng } from './random.ts';
 
 export interface EpochStats {
@@ -191,10 +192,17 @@ export async function fit(model: Model, data: Dataset, opts: FitOptions): Promis
     const lr = model.hypers.lr;
     model.epoch = epoch - 1;
     let done = 0;
-    for (const b of batches(data, opts.batch, order)) {
-      const r = await model.trainStep(b);
-      means.add(r, size(b));
-      opts.onBatch?.(++done, steps, r);
+    if (model.manifest.optimizer.name === 'lbfgs') {
+      // Full batch: an epoch is `iterations` L-BFGS steps over the whole set.
+      const loss = await lbfgsEpoch(model, data);
+      means.add(await evaluate(model, data), data.size);
+      opts.onBatch?.(1, 1, { loss });
+    } else {
+      for (const b of batches(data, opts.batch, order)) {
+        const r = await model.trainStep(b);
+        means.add(r, size(b));
+        opts.onBatch?.(++done, steps, r);
+      }
     }
     model.epoch = epoch;
     const stats: EpochStats = { epoch, train: means.get(), ...(opts.val ? { val: await evaluate(model, opts.val) } : {}), ...(lr !== undefined ? { lr } : {}), ms: 0 };

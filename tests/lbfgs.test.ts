@@ -14,6 +14,7 @@ import { Lbfgs, lbfgsEpoch } from '../runtime/lbfgs.ts';
 import { Model } from '../runtime/model.ts';
 import type { Manifest } from '../runtime/program.ts';
 import { rng } from '../runtime/random.ts';
+import { fit } from '../runtime/train.ts';
 
 const FILE = join(fileURLToPath(new URL('.', import.meta.url)), 'fixtures', 'lbfgs_logreg.dlm');
 
@@ -131,5 +132,16 @@ describe('L-BFGS', () => {
   it('refuses a model compiled without its gradient program', async () => {
     const model = await cpu(manifest({ optimizer: 'sgd' }));
     expect(() => new Lbfgs(model, data, { history: 10, lr: 1, iterations: 1 })).toThrow(/gradient program/);
+  });
+
+  it('is what fit() runs for `optimizer lbfgs(...)`: an epoch is `iterations` steps', async () => {
+    const m = manifest({}, (src) => src.replace(/optimizer\s+\w+\([^)]*\)/, 'optimizer lbfgs(iterations: 4)'));
+    expect(m.optimizer).toEqual({ name: 'lbfgs', hypers: { history: 10, lr: 1, iterations: 4 } });
+    const model = await cpu(m);
+    const start = (await model.evaluate(full)).loss;
+    const { history } = await fit(model, data, { epochs: 2, batch: 64, shuffle: true, seed: 1 });
+    expect(model.step).toBe(8);
+    expect(history[0].train.loss).toBeLessThan(start);
+    expect(history[1].train.loss).toBeLessThanOrEqual(history[0].train.loss);
   });
 });
