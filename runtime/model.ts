@@ -301,14 +301,18 @@ export class Model {
       'hyper:key': { data: new Int32Array([this.seed, t]), shape: [2] },
     };
     for (const [k, v] of Object.entries(this.hypers)) out[`hyper:${k}`] = { data: new Float32Array([v]), shape: [] };
-    const schedule = this.manifest.programs.schedule;
-    if (schedule) {
-      const scalar = (v: number): Tensor => ({ data: new Float64Array([v]), shape: [] });
-      const feeds: Record<string, Tensor> = { 'hyper:lr0': scalar(this.hypers.lr), 'hyper:epoch': scalar(this.epoch), 'hyper:step': scalar(this.step) };
-      for (const [k, v] of Object.entries(this.schedule)) feeds[`hyper:${k}`] = scalar(v);
-      out['hyper:lr'] = runCpu(schedule, this.kernels, feeds, Float64Array).outputs.lr;
-    }
+    if (this.manifest.programs.schedule) out['hyper:lr'] = { data: new Float32Array([this.learningRate()]), shape: [] };
     return out;
+  }
+
+  /** The learning rate the next step uses: the schedule's lr(lr0, epoch, step), or `hypers.lr`. */
+  learningRate(): number {
+    const schedule = this.manifest.programs.schedule;
+    if (!schedule) return this.hypers.lr;
+    const scalar = (v: number): Tensor => ({ data: new Float64Array([v]), shape: [] });
+    const feeds: Record<string, Tensor> = { 'hyper:lr0': scalar(this.hypers.lr), 'hyper:epoch': scalar(this.epoch), 'hyper:step': scalar(this.step) };
+    for (const [k, v] of Object.entries(this.schedule)) feeds[`hyper:${k}`] = scalar(v);
+    return runCpu(schedule, this.kernels, feeds, Float64Array).outputs.lr.data[0];
   }
 
   /** The program's data inputs from `batch`, checked against the manifest. */

@@ -19,7 +19,7 @@ export interface EpochStats {
   train: Record<string, number>;
   /** Loss and metrics on the validation set after the epoch (inference graph), if there is one. */
   val?: Record<string, number>;
-  /** The optimizer's `lr` hyperparameter during the epoch (the schedule's lr0). */
+  /** The learning rate of the epoch's first step (the schedule's value, when there is one). */
   lr?: number;
   ms: number;
 }
@@ -189,8 +189,8 @@ export async function fit(model: Model, data: Dataset, opts: FitOptions): Promis
     const start = performance.now();
     const order = epochOrder(data.size, opts.seed, epoch, opts.shuffle);
     const means = new Means();
-    const lr = model.hypers.lr;
     model.epoch = epoch - 1;
+    const lr = model.hypers.lr === undefined ? undefined : model.learningRate();
     let done = 0;
     if (model.manifest.optimizer.name === 'lbfgs') {
       // Full batch: an epoch is `iterations` L-BFGS steps over the whole set.
