@@ -3,6 +3,8 @@
 
 import { make, type DType, type Dim, type Node, type Shape } from './node.ts';
 import type { BinaryKind, ReduceKind, UnaryKind } from '../ops/registry.ts';
+import { convAttrs, type ConvOpts } from '../ops/conv.ts';
+import { poolAttrs, type PoolOpts } from '../ops/pool.ts';
 
 /** The roles of graph inputs: data, trainable parameters, layer state, optimizer slots, run-time
  *  hyperparameters (lr, beta1, the step counter t, the random key). */
@@ -72,6 +74,24 @@ export const take = (x: Node, idx: Node): Node => make('take', [x, idx]);
 
 /** Uniform [0, 1) of `shape`, a counter-based hash of (key, salt, index): the same on every backend. */
 export const rand = (key: Node, shape: Shape, salt: number): Node => make('rand', [key], { shape: [...shape], salt });
+
+/** NHWC convolution: x [B, H, W, C] ⊛ w [KH, KW, C/groups, F] → [B, OH, OW, F] (ops/conv.ts). */
+export const conv2d = (x: Node, w: Node, o: ConvOpts = {}): Node => make('conv2d', [x, w], convAttrs(o));
+/** The gradient of conv2d in its image, whose height and width are `inputSize`. */
+export const conv2dBackpropInput = (dy: Node, w: Node, o: ConvOpts, inputSize: readonly number[]): Node =>
+  make('conv2d_backprop_input', [dy, w], { ...convAttrs(o), inputSize: [...inputSize] });
+/** The gradient of conv2d in its filter, whose height and width are `filterSize`. */
+export const conv2dBackpropFilter = (x: Node, dy: Node, o: ConvOpts, filterSize: readonly number[]): Node =>
+  make('conv2d_backprop_filter', [x, dy], { ...convAttrs(o), filterSize: [...filterSize] });
+
+/** NHWC pooling [B, H, W, C] → [B, OH, OW, C] and its gradients (ops/pool.ts). */
+export const maxPool2d = (x: Node, o: PoolOpts): Node => make('max_pool2d', [x], poolAttrs(o));
+export const maxPool2dBackprop = (x: Node, dy: Node, o: PoolOpts): Node => make('max_pool2d_backprop', [x, dy], poolAttrs(o));
+/** v at the argmax of each pooling window of x. */
+export const maxPool2dGather = (x: Node, v: Node, o: PoolOpts): Node => make('max_pool2d_gather', [x, v], poolAttrs(o));
+export const avgPool2d = (x: Node, o: PoolOpts): Node => make('avg_pool2d', [x], poolAttrs(o));
+export const avgPool2dBackprop = (dy: Node, o: PoolOpts, inputSize: readonly number[]): Node =>
+  make('avg_pool2d_backprop', [dy], { ...poolAttrs(o), inputSize: [...inputSize] });
 
 export function allAxes(x: Node): number[] {
   return x.shape.map((_, i) => i);

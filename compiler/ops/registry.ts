@@ -11,6 +11,8 @@ import { matmulOps } from './matmul.ts';
 import { shapeOps } from './shape.ts';
 import { gatherOps } from './gather.ts';
 import { randomOps } from './random.ts';
+import { convOps } from './conv.ts';
+import { poolOps } from './pool.ts';
 
 export type UnaryKind = 'neg' | 'exp' | 'log' | 'sqrt' | 'abs' | 'sin' | 'cos' | 'floor' | 'sign' | 'not' | 'cast';
 export type BinaryKind =
@@ -25,7 +27,9 @@ export type OpKind =
   | 'matmul'
   | 'reshape' | 'transpose' | 'broadcast' | 'slice' | 'concat'
   | 'take'
-  | 'rand';
+  | 'rand'
+  | 'conv2d' | 'conv2d_backprop_input' | 'conv2d_backprop_filter'
+  | 'max_pool2d' | 'max_pool2d_backprop' | 'max_pool2d_gather' | 'avg_pool2d' | 'avg_pool2d_backprop';
 
 let table: Record<OpKind, OpDef> | undefined;
 
@@ -38,5 +42,7 @@ export function ops(): Record<OpKind, OpDef> {
     ...shapeOps,
     ...gatherOps,
     ...randomOps,
+    ...convOps,
+    ...poolOps,
   } satisfies Record<OpKind, OpDef>);
 }
