@@ -50,3 +50,15 @@ layer embedding(ids, vocab: int, dim: int, init = xavier_uniform) {
 }
 
 fn residual(x, fx) = x + fx
+
+# 2-D convolution over NHWC images with a square kernel; padding "valid", "same", or numbers.
+layer conv2d(x: f32[..., c], filters: int, kernel = 3, strides = 1, padding = "valid", dilation = 1, groups = 1, init = he_normal) {
+  per_group = c / groups
+  param w: f32[kernel, kernel, per_group, filters] = init
+  param b: f32[filters] = zeros @no_decay
+  return conv(x, w, strides: strides, padding: padding, dilations: dilation, groups: groups) + b
+}
+
+# Average and maximum over the whole image: [B, H, W, C] to [B, C].
+fn global_avg_pool(x) = mean(x, axis: [1, 2])
+fn global_max_pool(x) = max(x, axis: [1, 2])

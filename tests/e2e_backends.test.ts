@@ -1,4 +1,5 @@
-// End to end: the WebGPU and CPU backends train examples/mnist_mlp.dlm identically. Same seed,
+// End to end: the WebGPU and CPU backends train the MNIST examples (the perceptron and LeNet-5)
+// identically. Same seed,
 // same MNIST batches: the loss of each of the first 20 steps agrees to 1e-4 relative, and so do
 // the predictions afterwards. Skipped only where there is no WebGPU adapter outside CI
 // (gpuDevice throws in CI without one).
@@ -21,7 +22,7 @@ const STEPS = 20;
 const BATCH = 64;
 const SEED = 7;
 
-describe.skipIf(!gpu)('WebGPU and CPU backends agree on examples/mnist_mlp.dlm', () => {
+describe.skipIf(!gpu).each(['mnist_mlp', 'lenet5'])('WebGPU and CPU backends agree on examples/%s.dlm', (example) => {
   let manifest: Manifest;
   let train: Dataset;
   let test: Dataset;
@@ -30,8 +31,8 @@ describe.skipIf(!gpu)('WebGPU and CPU backends agree on examples/mnist_mlp.dlm',
   const losses: { cpu: number[]; webgpu: number[] } = { cpu: [], webgpu: [] };
 
   beforeAll(async () => {
-    const r = compile(fileURLToPath(new URL('../examples/mnist_mlp.dlm', import.meta.url)));
-    if (!r.manifest) throw new Error(`examples/mnist_mlp.dlm does not compile: ${r.diagnostics.map((d) => d.message).join('; ')}`);
+    const r = compile(fileURLToPath(new URL(`../examples/${example}.dlm`, import.meta.url)));
+    if (!r.manifest) throw new Error(`examples/${example}.dlm does not compile: ${r.diagnostics.map((d) => d.message).join('; ')}`);
     manifest = r.manifest;
     ({ train, test } = mnist(manifest.inputs, SEED));
     cpu = await Model.create(manifest, cpuKernels, { backend: 'cpu', seed: SEED });

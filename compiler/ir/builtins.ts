@@ -5,6 +5,7 @@ import { DiagnosticError, error, type Span } from '../diagnostics.ts';
 import * as ir from './build.ts';
 import { ShapeError, normAxis, type Dim, type Node } from './node.ts';
 import { describe, num, type Builtin, type BuiltinCtx, type Value } from './values.ts';
+import { convPadding } from '../ops/conv.ts';
 
 const none: Value = { kind: 'list', items: [] };
 
@@ -66,7 +67,57 @@ function reduction(op: 'sum' | 'mean'): Builtin {
   };
 }
 
+/** An int or a list of `n` ints: `2` means [2, 2]. */
+function ints(v: Value, n: number, ctx: BuiltinCtx, span: Span, what: string): number[] {
+  if (v.kind === 'list') {
+    if (v.items.length !== n) fail(span, `${what} takes one integer or a list of ${n}`);
+    return v.items.map((i) => ctx.int(i, span, what));
+  }
+  return Array(n).fill(ctx.int(v, span, what));
+}
+
+/** "same", "valid", an int, [height, width] or [top, bottom, left, right]. */
+function padding(v: Value, x: Node, window: number[], strides: number[], dilations: number[], ctx: BuiltinCtx, span: Span): number[] {
+  if (v.kind === 'str') {
+    if (v.value !== 'same' && v.value !== 'valid') fail(span, `padding is "same", "valid" or numbers, not "${v.value}"`);
+    const [, h, w] = x.shape;
+    if (typeof h !== 'number' || typeof w !== 'number') fail(span, `"${v.value}" padding needs the image size known at compile time, found [${x.shape.join(', ')}]`);
+    return convPadding(v.value as 'same' | 'valid', h as number, w as number, window[0], window[1], strides, dilations);
+  }
+  if (v.kind === 'list' && v.items.length === 4) return ints(v, 4, ctx, span, 'padding');
+  const [ph, pw] = ints(v, 2, ctx, span, 'padding');
+  return [ph, ph, pw, pw];
+}
+
+function pooling(make: typeof ir.maxPool2d): Builtin {
+  return {
+    params: ['x', 'window', 'strides', 'padding'],
+    defaults: { window: num(2), strides: none, padding: { kind: 'str', value: 'valid' } },
+    call: ({ x, window, strides, padding: pad }, ctx, span) => {
+      const t = ctx.tensor(x, span);
+      const w = ints(window, 2, ctx, span, 'window');
+      const s = strides.kind === 'list' && strides.items.length === 0 ? w : ints(strides, 2, ctx, span, 'strides');
+      return make(t, { window: w, strides: s, padding: padding(pad, t, w, s, [1, 1], ctx, span) });
+    },
+  };
+}
+
 export const builtins: Record<string, Builtin> = {
+  /** NHWC convolution of x [B, H, W, C] with w [KH, KW, C / groups, F]. */
+  conv: {
+    params: ['x', 'w', 'strides', 'padding', 'dilations', 'groups'],
+    defaults: { strides: num(1), padding: { kind: 'str', value: 'valid' }, dilations: num(1), groups: num(1) },
+    call: ({ x, w, strides, padding: pad, dilations, groups }, ctx, span) => {
+      const t = ctx.tensor(x, span);
+      const k = ctx.tensor(w, span);
+      const s = ints(strides, 2, ctx, span, 'strides');
+      const d = ints(dilations, 2, ctx, span, 'dilations');
+      const window = k.shape.slice(0, 2).map((n) => (typeof n === 'number' ? n : 1));
+      return ir.conv2d(t, k, { strides: s, dilations: d, groups: ctx.int(groups, span, 'groups'), padding: padding(pad, t, window, s, d, ctx, span) });
+    },
+  },
+  max_pool2d: pooling(ir.maxPool2d),
+  avg_pool2d: pooling(ir.avgPool2d),
   exp: unaryMath(ir.exp, Math.exp),
   log: unaryMath(ir.log, Math.log),
   sqrt: unaryMath(ir.sqrt, Math.sqrt),
