@@ -129,3 +129,45 @@ model init {
     expect(Array.from(p['a.b'].data).every((v) => v === 0)).toBe(true);
   });
 });
+
+describe('initializers with settings, given by name', () => {
+  it('random_normal(std:) and random_uniform(limit:) are completed by the layer; a number is a constant', async () => {
+    const m = await model(`
+model init2 {
+  input x: f32[B, 300]
+  a = dense(x, 200, init: random_normal(std: 0.02))
+  b = dense(x, 200, init: random_uniform(limit: 0.3))
+  c = dense(x, 2, init: 0.5)
+  loss = mean(a) + mean(b) + mean(c)
+}`);
+    const p = await m.getParams();
+    const sd = (d: ArrayLike<number>) => Math.sqrt(Array.from(d).reduce((s, v) => s + v * v, 0) / d.length);
+    expect(sd(p['a.w'].data)).toBeCloseTo(0.02, 3);
+    const u = Array.from(p['b.w'].data);
+    expect(Math.max(...u.map(Math.abs))).toBeLessThanOrEqual(0.3);
+    expect(sd(u)).toBeCloseTo(0.3 / Math.sqrt(3), 2);
+    expect(Array.from(p['c.w'].data).every((v) => v === 0.5)).toBe(true);
+  });
+});
+
+describe('dropconnect', () => {
+  it('drops weights in training only, scaling the kept ones', async () => {
+    const m = await model(`
+model dc {
+  input x: f32[B, 1]
+  h = dense_dropconnect(x, 2000, rate: 0.5, init: 1.0)
+  output out = h
+  metric dropped = mean(h == 0)
+  loss = mean(h)
+  train { optimizer sgd(lr: 0.0) }
+}`);
+    const x = new Float32Array([1]);
+    const r = await m.trainStep({ x });
+    expect(r.dropped).toBeGreaterThan(0.45);
+    expect(r.dropped).toBeLessThan(0.55);
+    expect(r.loss).toBeGreaterThan(0.9);
+    expect(r.loss).toBeLessThan(1.1);
+    const p = await m.predict({ x });
+    expect(Array.from(p.out.data).every((v) => v === 1)).toBe(true);
+  });
+});

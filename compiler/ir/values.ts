@@ -18,7 +18,9 @@ export type Value =
 export type Callable =
   | { kind: 'fn'; decl: A.FnDecl }
   | { kind: 'layer'; decl: A.LayerDecl }
-  | { kind: 'builtin'; name: string; builtin: Builtin };
+  | { kind: 'builtin'; name: string; builtin: Builtin }
+  /** A fn called with named arguments only, before its required ones: `random_normal(std: 0.02)`. */
+  | { kind: 'partial'; fn: { kind: 'fn'; decl: A.FnDecl }; args: ArgValue[] };
 
 /** An argument after evaluation, positional or named. */
 export interface ArgValue {
@@ -64,7 +66,10 @@ export function describe(v: Value): string {
       return 'a shape';
     case 'list':
       return 'a list';
-    case 'callable':
-      return `the ${v.callable.kind} ${v.callable.kind === 'builtin' ? v.callable.name : v.callable.decl.name.name}`;
+    case 'callable': {
+      const c = v.callable;
+      if (c.kind === 'partial') return `the fn ${c.fn.decl.name.name} with ${c.args.map((a) => `${a.name}:`).join(', ')} given (still missing its other arguments)`;
+      return `the ${c.kind} ${c.kind === 'builtin' ? c.name : c.decl.name.name}`;
+    }
   }
 }
