@@ -63,6 +63,9 @@ const fail = (code: string, message: string, span: Span, extra: Parameters<typeo
 export class Poisoned extends Error {}
 const POISON = Symbol('poison');
 
+/** Calls of fns and layers nested deeper than this are a recursion that does not end. */
+export const MAX_CALL_DEPTH = 200;
+
 /** Naming context of one binding (`h = ...`): layer calls under it get `h.dense_0`, or just `h`
  *  when the binding has a single layer call. */
 interface Naming {
@@ -80,6 +83,8 @@ export class Evaluator {
   private saltCounter = 0;
   /** Spans of the fn and layer calls being evaluated, outermost first. */
   private readonly calls: Span[] = [];
+  /** Fn and layer calls being evaluated, default arguments included (see MAX_CALL_DEPTH). */
+  private depth = 0;
   private naming: Naming = { path: [], single: false, counts: new Map() };
 
   constructor(
@@ -216,14 +221,20 @@ export class Evaluator {
 
   /** A tensor value made at `span` from a node, turning shape-rule complaints into diagnostics. */
   private build(span: Span, make: () => Node, operands: { v: Value; span: Span }[] = []): Value {
+    return { kind: 'tensor', node: this.shapeChecked(span, () => this.marked(make(), span), operands), origin: span };
+  }
+
+  /** Runs `make`, turning a shape rule's complaint (a ShapeError) into an E0201 diagnostic at
+   *  `span` that points at the tensor operands; `what` names the primitive when the rule does not. */
+  shapeChecked<T>(span: Span, make: () => T, operands: { v: Value; span: Span }[] = [], what?: string): T {
     try {
-      return { kind: 'tensor', node: this.marked(make(), span), origin: span };
+      return make();
     } catch (err) {
       if (!(err instanceof ShapeError)) throw err;
       const related = operands
         .filter((o) => o.v.kind === 'tensor')
         .map((o) => ({ span: (o.v as { origin: Span }).origin ?? o.span, message: `this is ${describe(o.v).replace(/^a tensor /, '')}` }));
-      return fail('E0201', err.message, span, { related });
+      return fail('E0201', what && !err.message.includes(what) ? `${what}: ${err.message}` : err.message, span, { related });
     }
   }
 
@@ -344,11 +355,27 @@ export class Evaluator {
   }
 
   invoke(c: Callable, args: ArgValue[], span: Span): Value {
+    if (c.kind === 'partial') return this.invoke(c.fn, [...args, ...c.args], span);
+    if (c.kind === 'fn' && isPartial(c.decl, args)) return { kind: 'callable', callable: { kind: 'partial', fn: c, args } };
     if (c.kind === 'builtin') {
       const bound = this.bindArgs(c.name, c.builtin.params, (n) => c.builtin.defaults?.[n], args, span);
-      const r = c.builtin.call(bound, this, span);
+      // A primitive's shape rules throw ShapeError (take, conv2d, reshape, ...): a diagnostic here.
+      const r = this.shapeChecked(span, () => c.builtin.call(bound, this, span), args.map((a) => ({ v: a.value, span: a.span })), c.name);
       return 'op' in r ? { kind: 'tensor', node: this.marked(r, span), origin: span } : r;
     }
+    // Compile-time recursion must end (`n == 0 ? x : f(x, n - 1)`); one that does not, through
+    // the body or a default argument, would overflow the stack.
+    if (this.depth >= MAX_CALL_DEPTH)
+      fail('E0304', `calls nested more than ${MAX_CALL_DEPTH} deep: '${c.decl.name.name}' calls itself without end`, span);
+    this.depth++;
+    try {
+      return this.invokeDecl(c, args, span);
+    } finally {
+      this.depth--;
+    }
+  }
+
+  private invokeDecl(c: Extract<Callable, { kind: 'fn' | 'layer' }>, args: ArgValue[], span: Span): Value {
     const decl = c.decl;
     let nameArg: string | undefined;
     if (c.kind === 'layer') {
@@ -575,11 +602,14 @@ export class Evaluator {
   }
 
   private staticShape(t: A.TensorType, scope: Scope, what: string): number[] {
+    // Tensors have no empty or negative dimensions (`dense(x, 0)`, an input of [B, 0]).
+    const positive = (n: number, d: A.DimExpr) =>
+      Number.isSafeInteger(n) && n > 0 ? n : fail('E0201', `the shape of ${what} needs positive whole dimensions, but ${d.kind === 'dim_sym' ? `${d.name} is ` : ''}${n}`, d.span);
     return (t.dims ?? []).map((d) => {
-      if (d.kind === 'dim_int') return d.value;
+      if (d.kind === 'dim_int') return positive(d.value, d);
       if (d.kind === 'dim_sym') {
         const v = scope.get(d.name)?.value ?? this.consts.get(d.name)?.value;
-        if (v?.kind === 'num' && v.int) return v.value;
+        if (v?.kind === 'num' && Number.isInteger(v.value)) return positive(v.value, d);
         if (v) return fail('E0208', `the shape of ${what} must be known at compile time, but ${d.name} is ${v.kind === 'shape' ? `the run-time dimension ${v.dims[0]}` : describe(v)}`, d.span);
         return fail('E0101', `unknown dimension '${d.name}'`, d.span);
       }
@@ -590,7 +620,8 @@ export class Evaluator {
   /** Fan-in and fan-out of a weight: [.., in, out] with the leading dims as the receptive field. */
   private initValue(init: A.Expr, shape: number[], scope: Scope, span: Span): Node {
     const f = this.eval(init, scope);
-    if (f.kind !== 'callable') return ir.broadcast(this.tensor(f, init.span), shape);
+    const fill = (v: Value, at: Span) => this.shapeChecked(at, () => ir.broadcast(this.tensor(v, at), shape), [{ v, span: at }], 'the initial value');
+    if (f.kind !== 'callable') return fill(f, init.span);
     const receptive = shape.slice(0, -2).reduce((a, b) => a * b, 1);
     const fanIn = shape.length >= 2 ? shape[shape.length - 2] * receptive : (shape[0] ?? 1);
     const fanOut = shape.length >= 2 ? shape[shape.length - 1] * receptive : (shape[0] ?? 1);
@@ -602,7 +633,7 @@ export class Evaluator {
         { value: num(fanIn, true), span },
         { value: num(fanOut, true), span },
       ], span);
-      return ir.broadcast(this.tensor(v, span), shape);
+      return fill(v, span);
     } finally {
       this.training = training;
     }
@@ -654,6 +685,14 @@ export class Evaluator {
   static poison(scope: Scope, name: string, span: Span): void {
     scope.set(name, { value: POISON as unknown as Value, span });
   }
+}
+
+/** Named arguments only, with a required formal before them left out: the call is a partial
+ *  application, completed later by whoever calls it (an initializer gets shape, fan_in, fan_out). */
+function isPartial(decl: A.FnDecl, args: readonly ArgValue[]): boolean {
+  if (!args.length || args.some((a) => a.name === undefined)) return false;
+  const given = new Set(args.map((a) => a.name));
+  return decl.params.some((f) => !f.default && !given.has(f.name.name));
 }
 
 const where = (span: Span) => `${relative(process.cwd(), span.file) || span.file}:${span.line}:${span.col}`;

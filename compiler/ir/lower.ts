@@ -371,8 +371,11 @@ function buildTrain(
   let loss = dataLoss;
   for (const r of config.regularize) {
     for (const p of select(r.on, params)) {
-      const pen = methodCall(ev, r.decl.penalty, r.decl.params, r.hypers, [{ kind: 'tensor', node: p.node, origin: p.span }]);
-      loss = ir.add(loss, ev.tensor(pen, r.decl.penalty.span));
+      const pen = ev.tensor(methodCall(ev, r.decl.penalty, r.decl.params, r.hypers, [{ kind: 'tensor', node: p.node, origin: p.span }]), r.decl.penalty.span);
+      // Added to the loss, a penalty that is not an f32 scalar would change the loss's shape.
+      if (pen.shape.length !== 0 || pen.dtype !== 'f32')
+        throw new DiagnosticError(error('E0402', `regularizer '${r.decl.name.name}' must give an f32 scalar penalty, but for ${p.name} it gives ${pen.dtype}[${pen.shape.join(', ')}]; wrap it in sum(...)`, r.decl.penalty.span));
+      loss = ir.add(loss, pen);
     }
   }
   const frozen = new Set(config.freeze.flatMap((s) => select(s, params)));
@@ -403,13 +406,14 @@ function buildTrain(
       const name = `${p.name}:${s.name.name}`;
       const node = ir.arg('slot', name, p.node.shape, 'f32');
       const initFn = ev.eval(s.init, scope);
-      const init = initFn.kind === 'callable'
-        ? ir.broadcast(ev.tensor(ev.invoke(initFn.callable, [
+      const value = initFn.kind === 'callable'
+        ? ev.invoke(initFn.callable, [
             { value: { kind: 'shape', dims: [...p.node.shape] }, span: s.span },
             { value: num(1, true), span: s.span },
             { value: num(1, true), span: s.span },
-          ], s.span), s.span), p.node.shape)
-        : ir.broadcast(ev.tensor(initFn, s.span), p.node.shape);
+          ], s.span)
+        : initFn;
+      const init = ev.shapeChecked(s.span, () => ir.broadcast(ev.tensor(value, s.span), p.node.shape), [{ v: value, span: s.span }], 'the initial value');
       slots.push({ name, node, init });
       Evaluator.updatable(scope, s.name.name, { kind: 'tensor', node, origin: s.span }, s.span, { role: 'slot', name });
     }
