@@ -234,8 +234,10 @@ export class Builder {
     const span = this.spanOf(n);
     const num = token(n, 'NumberLit');
     if (num) {
-      if (/^\d+$/.test(num.image)) return { kind: 'dim_int', value: Number(num.image), span };
-      this.report('E0005', `a dimension must be a whole number, found '${num.image}'`, span);
+      // Tensors have no empty dimensions, and a size must survive as a number (no 1e400).
+      const value = Number(num.image);
+      if (/^\d+$/.test(num.image) && value > 0 && Number.isSafeInteger(value)) return { kind: 'dim_int', value, span };
+      this.report('E0005', `a dimension must be a positive whole number, found '${num.image}'`, span);
       return undefined;
     }
     const sym = token(n, 'Identifier');

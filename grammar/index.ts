@@ -5,7 +5,7 @@
 // E0002  syntax error: the parser expected something else here (says what it found and expected).
 // E0003  unterminated string: a string has no closing `"` on its line.
 // E0004  bad type: unknown type word, or a hyperparameter type (int, float) where a tensor type is needed.
-// E0005  bad dimension: a dimension in a tensor type that is not a whole number.
+// E0005  bad dimension: a dimension in a tensor type that is not a positive whole number.
 // E0006  bad method: optimizer/schedule/regularizer/constraint with the wrong method name, or state outside an optimizer.
 // E0007  bad selector: an `on`/`freeze` operand that is not weights, all, a "glob" or a [list].
 // E0008  unparsable input: the parser gave up on the file (for example, nesting too deep).

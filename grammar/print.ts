@@ -20,16 +20,18 @@ interface Line {
   end?: number;
   /** A closing brace: comments placed before it are indented one level deeper. */
   close?: boolean;
+  /** `} else {`: its `}` is the first one in the source after this offset (see placeElses). */
+  elseAfter?: number;
 }
 
 /** Prints `program`; given the `source` it was parsed from (as `dlc fmt` does), a blank line
  *  between two statements of a block is kept (one at most). */
 export function print(program: A.Program, source?: string): string {
   const lines = program.decls.flatMap((d, i) => {
-    const gap: Line[] = i > 0 ? [{ indent: 0, text: '', offset: program.decls[i - 1].span.end }] : [];
+    const gap: Line[] = i > 0 ? [{ indent: 0, text: '', offset: gapOffset(program.decls[i - 1], d, source) }] : [];
     return [...gap, ...decl(d)];
   });
-  return withComments(source === undefined ? lines : keepBlankLines(lines, source), program.comments);
+  return withComments(source === undefined ? lines : placeElses(keepBlankLines(lines, source), source), program.comments);
 }
 
 /** The program without spans and comments, for comparing ASTs. */
@@ -44,6 +46,15 @@ export function stripSpans(program: A.Program): unknown {
 }
 
 // ---------- layout ----------
+/** Where the blank line between two declarations stands in the source, for placing comments: at
+ *  the source's first blank line between them, else where the first one ends. A comment before it
+ *  stays with the first declaration, so it must be one the printed text puts before a blank line
+ *  too, or formatting twice would move it across the blank line. */
+function gapOffset(prev: A.Decl, next: A.Decl, source: string | undefined): number {
+  const blank = source === undefined ? null : /\n[ \t\r]*\n/.exec(source.slice(prev.span.end, next.span.start));
+  return prev.span.end + (blank ? blank.index + 1 : 0);
+}
+
 function at(node: { span: Span }, text: string): Line {
   return { indent: 0, text, offset: node.span.start, line: node.span.line, end: node.span.end };
 }
@@ -64,6 +75,24 @@ function keepBlankLines(lines: Line[], source: string): Line[] {
     if (!prev?.text || prev.end === undefined || l.line === undefined) return [l];
     const blank = /\n[ \t\r]*\n/.exec(source.slice(prev.end, l.offset));
     return blank ? [{ indent: 0, text: '', offset: prev.end + blank.index + 1 }, l] : [l];
+  });
+}
+
+/** Puts each `} else {` line at its `}` in the source, so that a comment before the `}` stays in
+ *  the then-block, one on the `} else {` line trails it, and one after it stays in the else-block.
+ *  Between the then-block's last statement (or the condition) and the `}` there are only blanks and
+ *  comments. Without the source, the line stands right after that statement. */
+function placeElses(lines: Line[], source: string): Line[] {
+  return lines.map((l) => {
+    if (l.elseAfter === undefined) return l;
+    let i = l.elseAfter;
+    while (i < source.length && source[i] !== '}') {
+      const eol = source.indexOf('\n', i);
+      i = source[i] !== '#' ? i + 1 : eol < 0 ? source.length : eol;
+    }
+    if (i >= source.length) return l;
+    const line = source.slice(0, i).split('\n').length;
+    return { ...l, offset: i, line };
   });
 }
 
@@ -206,10 +235,10 @@ function ifLines(s: A.If): Line[] {
   const [only] = s.else;
   if (s.else.length === 1 && only.kind === 'if') {
     const [first, ...rest] = ifLines(only);
-    return [...head, { ...first, text: `} else ${first.text}` }, ...rest];
+    return [...head, { ...first, text: `} else ${first.text}`, close: true }, ...rest];
   }
   const elseOffset = (s.then.at(-1) ?? s.cond).span.end;
-  return [...head, { indent: 0, text: '} else {', offset: elseOffset }, ...nest(stmts(s.else)), closing(s)];
+  return [...head, { indent: 0, text: '} else {', offset: elseOffset, close: true, elseAfter: elseOffset }, ...nest(stmts(s.else)), closing(s)];
 }
 
 // ---------- expressions ----------
