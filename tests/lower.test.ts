@@ -79,6 +79,11 @@ ${regression('loss = mse(two(x), y)')}`);
     expect(r.text).toContain('W0001');
   });
 
+  it('requires a constraint to keep its parameter\'s shape', () => {
+    const r = build(`constraint squash() { project(w) = sum(w, axis: 0) }\n${regression('loss = mse(dense(x, 2), y)', 'constrain squash() on weights')}`);
+    expect(r.text).toContain("constraint 'squash' must give a tensor of its parameter's shape");
+  });
+
   it('requires a scalar loss', () => {
     const r = build(regression('loss = dense(x, 2) - y'));
     expect(r.text).toContain('E0401');

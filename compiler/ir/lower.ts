@@ -7,7 +7,7 @@ import type * as A from '../ast/nodes.ts';
 import * as ir from './build.ts';
 import { grad } from '../autodiff/vjp.ts';
 import type { Graph } from './graph.ts';
-import type { Node } from './node.ts';
+import { sameShape, type Node } from './node.ts';
 import { Evaluator, Poisoned, Scope, type Decls, type ParamInfo } from './eval.ts';
 import { num, type Value } from './values.ts';
 
@@ -427,6 +427,8 @@ function buildTrain(
     for (const c of config.constrain) {
       if (!select(c.on, [p]).length) continue;
       next = ev.tensor(methodCall(ev, c.decl.project, c.decl.params, c.hypers, [{ kind: 'tensor', node: next, origin: p.span }]), c.decl.project.span);
+      if (!sameShape(next.shape, p.node.shape) || next.dtype !== 'f32')
+        throw new DiagnosticError(error('E0402', `constraint '${c.decl.name.name}' must give a tensor of its parameter's shape: ${p.name} is f32[${p.node.shape.join(', ')}] but the projection is ${next.dtype}[${next.shape.join(', ')}]`, c.decl.project.span));
     }
     updates.push({ role: 'param', name: p.name, node: next });
     for (const u of ev.updates.values()) if (u.slot.role === 'slot') updates.push({ role: 'slot', name: u.slot.name, node: u.node });
