@@ -3,9 +3,9 @@
 # Integer labels [B] or one-hot rows [B, C]: mean of logsumexp(logits) - logit of the true class.
 fn softmax_cross_entropy(logits, labels) = mean(logsumexp(logits, axis: -1) - pick(logits, labels))
 
-# Binary cross-entropy on logits: max(z, 0) - z * y + log(1 + e^-|z|), never log(0).
-fn sigmoid_binary_cross_entropy(logits, targets) =
-  mean(max(logits, 0.0) - logits * targets + log(1 + exp(-abs(logits))))
+# Binary cross-entropy on logits: softplus(z) - z * y = max(z, 0) - z * y + log(1 + e^-|z|),
+# never log(0), with the gradient sigmoid(z) - y everywhere (z = 0 included).
+fn sigmoid_binary_cross_entropy(logits, targets) = mean(softplus(logits) - logits * targets)
 
 fn mse(pred, target) = mean((pred - target) ^ 2)
 fn mae(pred, target) = mean(abs(pred - target))

@@ -50,7 +50,7 @@ describe('gradient clipping', () => {
 
   it('by global norm rescales every gradient by c / ||g|| when ||g|| > c', async () => {
     const { grads, applied } = await step('clip global_norm(1.0)');
-    const norm = Math.sqrt(Object.values(grads).reduce((s, g) => s + g.data.reduce((a, v) => a + v * v, 0), 0));
+    const norm = Math.sqrt(Object.values(grads).reduce((s, g) => s + Array.from(g.data).reduce((a, v) => a + v * v, 0), 0));
     expect(norm).toBeGreaterThan(1);
     for (const [k, g] of Object.entries(grads)) g.data.forEach((v, i) => expect(applied[k][i]).toBeCloseTo(v / norm, 5));
   });
