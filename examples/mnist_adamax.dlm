@@ -1,7 +1,6 @@
 # examples/mnist_adamax.dlm — the MNIST perceptron trained by an optimizer and a schedule
 # written here, not taken from the library: Adamax (Kingma & Ba, sec. 7.1) with a linear warmup
 # followed by exponential decay.
-
 optimizer adamax(lr = 2e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8) {
   state m = zeros
   state u = zeros
@@ -20,19 +19,19 @@ model mnist_adamax {
   input x: f32[B, 784]
   input y: i32[B]
 
-  h      = x |> dense(256) |> relu |> dense(128) |> relu
+  h = x |> dense(256) |> relu |> dense(128) |> relu
   logits = dense(h, 10)
 
   output probs = softmax(logits)
-  output pred  = argmax(logits, axis: -1)
-  loss         = softmax_cross_entropy(logits, y)
+  output pred = argmax(logits, axis: -1)
+  loss = softmax_cross_entropy(logits, y)
   metric accuracy = mean(pred == y)
 
   train {
     optimizer adamax(lr: 2e-3)
-    schedule  warmup_decay(warmup: 50)
-    batch     64
-    epochs    3
-    seed      7
+    schedule warmup_decay(warmup: 50)
+    batch 64
+    epochs 3
+    seed 7
   }
 }
