@@ -8,10 +8,20 @@ import { parse } from '../grammar/index.ts';
 import type * as A from './ast/nodes.ts';
 import { error, hasErrors, warning, type Diagnostic } from './diagnostics.ts';
 import { lower, type LoweredModel, type LowerOptions } from './ir/lower.ts';
-import { buildManifest } from './codegen/manifest.ts';
+import { buildManifest, type ManifestOptions } from './codegen/manifest.ts';
 import type { Manifest } from '../runtime/program.ts';
 
 export const STDLIB_DIR = fileURLToPath(new URL('../stdlib/', import.meta.url));
+
+/** Parsing is pure, and every compile parses the whole stdlib: keep the last parse of each file. */
+const parsed = new Map<string, { text: string; result: ReturnType<typeof parse> }>();
+function parseCached(text: string, path: string): ReturnType<typeof parse> {
+  const hit = parsed.get(path);
+  if (hit?.text === text) return hit.result;
+  const result = parse(text, path);
+  if (path.startsWith(STDLIB_DIR)) parsed.set(path, { text, result });
+  return result;
+}
 
 export interface Loaded {
   decls: Map<string, A.Decl>;
@@ -32,7 +42,7 @@ export function load(file: string, read: ReadFile = (p) => readFileSync(p, 'utf8
   const parseFile = (path: string): A.Program => {
     const text = read(path);
     sources.set(path, text);
-    const r = parse(text, path);
+    const r = parseCached(text, path);
     diagnostics.push(...r.diagnostics);
     return r.program;
   };
