@@ -8,7 +8,7 @@ import { parse } from '../grammar/index.ts';
 import type * as A from './ast/nodes.ts';
 import { error, hasErrors, warning, type Diagnostic } from './diagnostics.ts';
 import { lower, type LoweredModel, type LowerOptions } from './ir/lower.ts';
-import { buildManifest, type ManifestOptions } from './codegen/manifest.ts';
+import { buildManifest } from './codegen/manifest.ts';
 import type { Manifest } from '../runtime/program.ts';
 
 export const STDLIB_DIR = fileURLToPath(new URL('../stdlib/', import.meta.url));
