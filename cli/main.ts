@@ -15,6 +15,7 @@ import type { Manifest } from '../runtime/program.ts';
 import { DataError, loadFile, mnist } from './data.ts';
 import { nodeDevice } from './gpu.ts';
 import { CHECKPOINT_FORMAT, CheckpointError, checkOutputPath, fromBase64, readCheckpointFile, removeStaleTemps, toBase64, trainExtra, writeFileAtomic, type TrainExtra, type TrainSettings } from './checkpoint.ts';
+import * as passes from './passes.ts';
 import { CURVES_FORMAT, plotKind, writeCurves, writePlot, type CurveRun, type Curves } from './plot.ts';
 
 /** A usage or data mistake: printed as one line, exit code 1. */
@@ -319,11 +320,32 @@ program
   .command('compile')
   .argument('<file>', 'a .dlm model')
   .requiredOption('-o, --out <dir>', 'where to write the bundle')
+  .option('--dump <pass>', 'print each program\'s IR after this pass (lowered, fold, simplify, stability, fuse)')
+  .option('--program <name>', 'with --dump: only this program (init, train, evaluate, predict, ...)')
+  .option('--stats', 'print kernels, dispatches, buffer bytes and FLOPs of each program, and the size of model.js')
   .description('write the bundle: manifest.json, kernels/*.wgsl, model.js, model.d.ts')
-  .action(async (file: string, o: { out: string }) => {
-    const manifest = compiled(file);
-    const files = await writeBundle(manifest, o.out);
+  .action(async (file: string, o: { out: string; dump?: string; program?: string; stats?: boolean }) => {
+    if (o.dump) passes.checkPassName('--dump', o.dump);
+    const r = compile(modelFile(file));
+    if (!report(r) || !r.manifest || !r.model) process.exit(1);
+    const files = await writeBundle(r.manifest, o.out);
     process.stderr.write(`wrote ${files.length} files to ${o.out}\n`);
+    if (o.dump) process.stdout.write(passes.dumpIR(r.model, r.manifest, o.dump, o.program));
+    if (o.stats) process.stdout.write(`${await passes.stats(r.manifest, compile(file, undefined, { passes: [] }).manifest)}\n`);
+  });
+
+program
+  .command('graph')
+  .argument('<file>', 'a .dlm model')
+  .requiredOption('-o, --out <file>', 'the drawing: .svg (Graphviz) or .dot')
+  .option('--program <name>', 'init, train, evaluate, predict, ...', 'train')
+  .option('--pass <pass>', 'draw the IR after this pass (lowered, fold, simplify, stability, fuse)', 'fuse')
+  .description('draw a program\'s graph, with its fused kernels')
+  .action(async (file: string, o: { out: string; program: string; pass: string }) => {
+    const r = compile(modelFile(file));
+    if (!report(r) || !r.manifest || !r.model) process.exit(1);
+    await passes.writeGraph(r.model, r.manifest, o.out, o);
+    process.stderr.write(`wrote ${o.out}\n`);
   });
 
 program
@@ -377,7 +399,7 @@ try {
   await program.parseAsync();
   process.exit(0);
 } catch (e) {
-  if (e instanceof UserError || e instanceof DataError || e instanceof DlcInputError) {
+  if (e instanceof UserError || e instanceof DataError || e instanceof DlcInputError || e instanceof passes.PassUsageError) {
     process.stderr.write(`dlc: ${e.message}\n`);
     process.exit(1);
   }

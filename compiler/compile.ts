@@ -8,7 +8,7 @@ import { parse } from '../grammar/index.ts';
 import type * as A from './ast/nodes.ts';
 import { error, hasErrors, warning, type Diagnostic } from './diagnostics.ts';
 import { lower, type LoweredModel, type LowerOptions } from './ir/lower.ts';
-import { buildManifest } from './codegen/manifest.ts';
+import { buildManifest, type ManifestOptions } from './codegen/manifest.ts';
 import type { Manifest } from '../runtime/program.ts';
 
 export const STDLIB_DIR = fileURLToPath(new URL('../stdlib/', import.meta.url));
@@ -101,10 +101,9 @@ export interface Checked extends Loaded {
   model?: LoweredModel;
 }
 
-export interface CompileOptions extends LowerOptions {
-  /** Emit the gradient program (see Manifest.programs.gradient). */
-  gradient?: boolean;
-}
+/** `gradient`: emit the gradient program (see Manifest.programs.gradient); `passes`: the
+ *  optimizing passes (default all). */
+export interface CompileOptions extends LowerOptions, ManifestOptions {}
 
 /** Everything up to the graphs: what `dlc check` runs. */
 export function check(file: string, read?: ReadFile, opts: CompileOptions = {}): Checked {

@@ -6,15 +6,21 @@ import type { Node } from '../ir/node.ts';
 import { toProgram, type Graph } from '../ir/graph.ts';
 import type { LoweredModel } from '../ir/lower.ts';
 import { attachKernels } from './kernels.ts';
+import { runPipeline, type Pass } from '../passes/pipeline.ts';
 
 const spec = (name: string, n: Node): TensorSpec => ({ name, dtype: n.dtype, shape: [...n.shape] });
 
-const program = (g: Graph) => attachKernels(toProgram(g));
+export interface ManifestOptions {
+  /** Include the gradient program (loss and raw gradients), for gradient checks; L-BFGS always
+   *  gets it. */
+  gradient?: boolean;
+  /** The optimizing passes run on every program (default: the whole pipeline; [] for none). */
+  passes?: readonly Pass[];
+}
 
-/** `gradient`: include the gradient program (loss and raw gradients), for gradient checks; L-BFGS
- *  always gets it. */
-export function buildManifest(m: LoweredModel, opts: { gradient?: boolean } = {}): Manifest {
+export function buildManifest(m: LoweredModel, opts: ManifestOptions = {}): Manifest {
   const c = m.config;
+  const program = (g: Graph) => attachKernels(toProgram(runPipeline(g, { passes: opts.passes })));
   return {
     format: 'dlc-bundle/1',
     model: m.name,

@@ -100,3 +100,13 @@ export function allAxes(x: Node): number[] {
 function normAxes(axes: readonly number[], rank: number): number[] {
   return [...new Set(axes.map((a) => (a < 0 ? a + rank : a)))].sort((p, q) => p - q);
 }
+
+/** Elementwise ops fused into one kernel: `code` is its SSA program (one line each) over `inputs`,
+ *  `shape` the output shape (ops/fused.ts). Made by the fusion pass, after autodiff. */
+export const fused = (inputs: readonly Node[], code: readonly string[], shape: Shape): Node =>
+  make('fused', inputs, { code: code.join('; '), shape: [...shape] });
+
+/** A reduction (sum, mean, reduce_max, reduce_min, dims kept) of a fused program's values over
+ *  `axes` of `shape` (ops/fused.ts). */
+export const fusedReduce = (inputs: readonly Node[], code: readonly string[], shape: Shape, reduce: string, axes: readonly number[]): Node =>
+  make('fused', inputs, { code: code.join('; '), shape: [...shape], reduce, axes: [...axes] });

@@ -124,7 +124,7 @@ function mapBroadcast(f: Scalar, ins: readonly Tensor[], shape: readonly number[
  *  logic bool→bool; select (bool, T, T)→T; cast any→attrs.to. */
 type Typing = 'float' | 'num' | 'cmp' | 'logic' | 'select' | 'cast';
 
-interface Row {
+export interface Row {
   arity: 1 | 2 | 3;
   typing: Typing;
   /** The scalar function for operands of dtype `t` (the value operands') giving dtype `to`. */
@@ -234,7 +234,7 @@ const rows: Record<UnaryKind | BinaryKind | 'select', Row> = {
 const isNum = (t: DType) => t === 'f32' || t === 'i32';
 const DTYPES: readonly DType[] = ['f32', 'i32', 'bool'];
 
-function resultType(op: string, typing: Typing, x: readonly Node[], attrs: Attrs): DType {
+export function resultType(op: string, typing: Typing, x: readonly Node[], attrs: Attrs): DType {
   const t = x.map((n) => n.dtype);
   const bad = (want: string) => new ShapeError(`${op} expects ${want}, got ${x.map(typeStr).join(', ')}`);
   const same = t.every((d) => d === t[0]);
@@ -261,7 +261,7 @@ function resultType(op: string, typing: Typing, x: readonly Node[], attrs: Attrs
 }
 
 /** The value operands' dtype (select's branches, otherwise the first operand). */
-const valueType = (row: Row, dts: readonly DType[]): DType => dts[row.typing === 'select' ? 1 : 0];
+export const valueType = (row: Row, dts: readonly DType[]): DType => dts[row.typing === 'select' ? 1 : 0];
 
 function define(op: UnaryKind | BinaryKind | 'select', row: Row): OpDef {
   const cpu: CpuKernel = (ins, _attrs, out, ctx) => {
@@ -292,6 +292,10 @@ ${MAIN} {
     },
   };
 }
+
+/** The table itself: fused kernels (ops/fused.ts) evaluate its rows' scalar functions and WGSL
+ *  expressions line by line. */
+export const elementwiseRows: Readonly<Record<UnaryKind | BinaryKind | 'select', Row>> = rows;
 
 export const elementwiseOps = Object.fromEntries(Object.entries(rows).map(([op, row]) => [op, define(op as keyof typeof rows, row)])) as Record<
   UnaryKind | BinaryKind | 'select',

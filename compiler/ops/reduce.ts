@@ -8,7 +8,7 @@ import type { ReduceKind } from './registry.ts';
 import type { OpDef, TypedArray } from './types.ts';
 import { MAIN, WGSL_BITS, alloc, boxOffsets, wgslLiteral } from './elementwise.ts';
 
-interface Row {
+export interface Row {
   /** The dtypes the input may have; the output has the input's (argmax: i32). */
   takes: readonly DType[];
   /** CPU: folds the values X[base + offs[q]] that make one output element. */
@@ -152,6 +152,9 @@ ${MAIN} {
     },
   };
 }
+
+/** The table: fused kernels (ops/fused.ts) fold their values with its rows' WGSL accumulators. */
+export const reduceRows: Readonly<Record<ReduceKind | 'argmax', Row>> = rows;
 
 export const reduceOps = Object.fromEntries(Object.entries(rows).map(([op, row]) => [op, define(op as keyof typeof rows, row)])) as Record<
   ReduceKind | 'argmax',

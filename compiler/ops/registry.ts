@@ -13,6 +13,7 @@ import { gatherOps } from './gather.ts';
 import { randomOps } from './random.ts';
 import { convOps } from './conv.ts';
 import { poolOps } from './pool.ts';
+import { fusedOps } from './fused.ts';
 
 export type UnaryKind = 'neg' | 'exp' | 'log' | 'sqrt' | 'abs' | 'sin' | 'cos' | 'floor' | 'sign' | 'not' | 'cast';
 export type BinaryKind =
@@ -29,7 +30,8 @@ export type OpKind =
   | 'take'
   | 'rand'
   | 'conv2d' | 'conv2d_backprop_input' | 'conv2d_backprop_filter'
-  | 'max_pool2d' | 'max_pool2d_backprop' | 'max_pool2d_gather' | 'avg_pool2d' | 'avg_pool2d_backprop';
+  | 'max_pool2d' | 'max_pool2d_backprop' | 'max_pool2d_gather' | 'avg_pool2d' | 'avg_pool2d_backprop'
+  | 'fused';
 
 let table: Record<OpKind, OpDef> | undefined;
 
@@ -44,5 +46,6 @@ export function ops(): Record<OpKind, OpDef> {
     ...randomOps,
     ...convOps,
     ...poolOps,
+    ...fusedOps,
   } satisfies Record<OpKind, OpDef>);
 }

@@ -1,0 +1,393 @@
+// A fused elementwise kernel: one node that computes a small SSA program of elementwise ops over
+// its inputs, per output element, with NumPy broadcasting. The fusion pass (passes/fuse.ts) makes
+// these from chains and trees of elementwise ops after autodiff, so there is no VJP.
+//
+// attrs:
+//   code   the SSA lines, separated by `; `, each `OP OPERAND...`; line k defines `rk`. OP is a row of the
+//          elementwise table (ops/elementwise.ts), `cast.T` (T a dtype) or `size.D*D*...` (the
+//          product of dims, symbolic ones bound at run time, as an f32; no operands). An operand is
+//          `iK` (input K read at the output coordinates, broadcast), `rK` (an earlier line), or a
+//          literal `T:V` (dtype T, value V as JavaScript prints it: `f32:0.001`, `bool:1`).
+//   shape  the output shape; every input broadcasts to it. The last line is the result.
+//   reduce, axes (optional)  a reduction (sum, mean, reduce_max, reduce_min) of the program's
+//          values over `axes` of `shape`, with kept dims: the output is `shape` with those axes 1.
+//          The elementwise producers of a reduction are then computed in its loads.
+//
+// The CPU kernel compiles each program once into a JavaScript loop (the table's scalar functions,
+// each line's value rounded as its unfused node would store it, so fused and unfused programs agree
+// bit for bit on the CPU); lines that only read size-1 inputs run once, before the loop. The WGSL
+// kernel is one `let` per line with the table's expression templates.
+
+import { ShapeError, broadcastShapes, sameShape, shapeStr, type Attrs, type DType, type Dim, type Node } from '../ir/node.ts';
+import type { CpuCtx, KernelSig, OpDef, Tensor, TypedArray } from './types.ts';
+import {
+  MAIN, WGSL_BITS, alloc, broadcastStrides, elementwiseRows, numel, resultType, valueType, wgslBroadcastIndex, wgslCoords, wgslLiteral,
+  type Row,
+} from './elementwise.ts';
+import { reduceOps, reduceRows } from './reduce.ts';
+
+/** The most inputs a fused node takes: WebGPU guarantees 8 storage buffers per stage, one is the
+ *  output. */
+export const MAX_FUSED_INPUTS = 7;
+
+const DTYPES: readonly DType[] = ['f32', 'i32', 'bool'];
+
+export type Operand = { kind: 'in'; k: number } | { kind: 'reg'; k: number } | { kind: 'lit'; value: number; dtype: DType };
+
+export interface Line {
+  /** A row of the elementwise table, or 'size'. */
+  op: string;
+  row?: Row;
+  /** cast's target dtype. */
+  to?: DType;
+  /** size's dims. */
+  dims?: Dim[];
+  args: Operand[];
+  dtype: DType;
+}
+
+export interface FusedProgram {
+  lines: Line[];
+  dtype: DType;
+}
+
+// ---------------------------------------------------------------- the text form
+
+/** `value` as an SSA literal operand. */
+export function literalOperand(value: number, dtype: DType): string {
+  return `${dtype}:${Object.is(value, -0) ? '-0' : String(value)}`;
+}
+
+export function sizeOp(dims: readonly Dim[]): string {
+  return `size.${dims.join('*')}`;
+}
+
+function parseOperand(s: string, nIn: number, nLines: number): Operand {
+  const m = /^([ir])(\d+)$/.exec(s);
+  if (m) {
+    const k = Number(m[2]);
+    if (m[1] === 'i') {
+      if (k >= nIn) throw new ShapeError(`fused: operand ${s} but only ${nIn} input(s)`);
+      return { kind: 'in', k };
+    }
+    if (k >= nLines) throw new ShapeError(`fused: operand ${s} is used before it is defined`);
+    return { kind: 'reg', k };
+  }
+  const colon = s.indexOf(':');
+  const dtype = s.slice(0, colon) as DType;
+  const value = Number(s.slice(colon + 1));
+  if (colon < 0 || !DTYPES.includes(dtype) || (Number.isNaN(value) && s.slice(colon + 1) !== 'NaN')) throw new ShapeError(`fused: bad operand '${s}'`);
+  return { kind: 'lit', value, dtype };
+}
+
+const parsed = new Map<string, FusedProgram>();
+
+/** The dtype of a line without checking it: for CPU kernels, which see i32 and bool inputs alike
+ *  (Int32Array) and only need to know f32 from integers. */
+function looseType(row: Row, ts: readonly DType[], to: DType | undefined): DType {
+  switch (row.typing) {
+    case 'float':
+      return 'f32';
+    case 'num':
+      return ts[0];
+    case 'cmp':
+    case 'logic':
+      return 'bool';
+    case 'select':
+      return ts[1];
+    case 'cast':
+      return to!;
+  }
+}
+
+/**
+ * Parses and type-checks `code` over inputs of `dtypes`; throws ShapeError. Cached. `loose`: no
+ * type checks, inputs' i32 standing for i32 or bool (CPU kernels).
+ */
+export function fusedProgram(code: readonly string[], dtypes: readonly DType[], loose = false): FusedProgram {
+  const key = `${loose}|${dtypes.join(',')}|${code.join('; ')}`;
+  let p = parsed.get(key);
+  if (p) return p;
+  if (!code.length) throw new ShapeError('fused: empty program');
+  const lines: Line[] = [];
+  const typeOf = (a: Operand): DType => (a.kind === 'in' ? dtypes[a.k] : a.kind === 'reg' ? lines[a.k].dtype : a.dtype);
+  for (const text of code) {
+    const [head, ...rest] = String(text).trim().split(/\s+/);
+    const dot = head.indexOf('.');
+    const op = dot < 0 ? head : head.slice(0, dot);
+    const param = dot < 0 ? undefined : head.slice(dot + 1);
+    const args = rest.map((s) => parseOperand(s, dtypes.length, lines.length));
+    if (op === 'size') {
+      if (args.length || !param) throw new ShapeError(`fused: bad line '${text}'`);
+      const dims = param.split('*').map((d) => (/^\d+$/.test(d) ? Number(d) : d));
+      lines.push({ op, dims, args, dtype: 'f32' });
+      continue;
+    }
+    const row = Object.hasOwn(elementwiseRows, op) ? elementwiseRows[op as keyof typeof elementwiseRows] : undefined;
+    if (!row) throw new ShapeError(`fused: unknown op '${op}' in '${text}'`);
+    if (args.length !== row.arity) throw new ShapeError(`fused: ${op} takes ${row.arity} operand(s) in '${text}'`);
+    if ((op === 'cast') !== (param !== undefined)) throw new ShapeError(`fused: bad line '${text}'`);
+    const attrs: Attrs = op === 'cast' ? { to: param! } : {};
+    const pseudo = args.map((a) => ({ dtype: typeOf(a), shape: [] }) as unknown as Node);
+    const dtype = loose ? looseType(row, args.map(typeOf), param as DType | undefined) : resultType(op, row.typing, pseudo, attrs);
+    lines.push({ op, row, ...(op === 'cast' ? { to: param as DType } : {}), args, dtype });
+  }
+  p = { lines, dtype: lines[lines.length - 1].dtype };
+  parsed.set(key, p);
+  return p;
+}
+
+/** The lines of a fused node's `code` (a string: an array of strings would read as symbolic
+ *  dimensions to `symbolsOf`). */
+export const codeLines = (attrs: Attrs): string[] => {
+  const c = attrs.code;
+  if (typeof c !== 'string') throw new ShapeError('fused: attribute code must be a string of lines separated by ;');
+  return c.split(';').map((l) => l.trim());
+};
+
+const REDUCTIONS = ['sum', 'mean', 'reduce_max', 'reduce_min'] as const;
+export type FusedReduction = (typeof REDUCTIONS)[number];
+
+/** The reduction a fused node ends in, if any. */
+export function reduction(attrs: Attrs): { op: FusedReduction; axes: number[] } | undefined {
+  if (attrs.reduce === undefined) return undefined;
+  if (!REDUCTIONS.includes(attrs.reduce as FusedReduction)) throw new ShapeError(`fused: unknown reduction ${String(attrs.reduce)}`);
+  if (!Array.isArray(attrs.axes)) throw new ShapeError('fused: a reduction needs axes');
+  return { op: attrs.reduce as FusedReduction, axes: attrs.axes as number[] };
+}
+
+// ---------------------------------------------------------------- CPU
+
+type Runner = (X: readonly TypedArray[], out: TypedArray, shape: readonly number[], strides: readonly number[][], fast: boolean, syms: Readonly<Record<string, number>>) => void;
+
+const runners = new Map<string, Runner>();
+
+let codegen = true;
+/** Tests: run fused programs with the interpreter (what a page whose Content-Security-Policy
+ *  forbids eval gets) instead of generated code. */
+export function useFusedCodegen(on: boolean): void {
+  codegen = on;
+  runners.clear();
+}
+
+/** A JavaScript number literal (NaN, infinities and -0 included). */
+const jsNum = (v: number): string => (Object.is(v, -0) ? '(-0)' : Number.isNaN(v) ? 'NaN' : v === Infinity ? 'Infinity' : v === -Infinity ? '(-Infinity)' : String(v));
+
+/**
+ * Generates the loop for `p` with inputs stored as `intIn` (Int32Array: i32 or bool; each row's
+ * scalar function is chosen from it as the unfused kernel does) and `uniform` (one value),
+ * in float32 (`f32`: every f32 line rounded, as a Float32Array would store it) or float64.
+ */
+function buildRunner(p: FusedProgram, intIn: readonly boolean[], uniform: readonly boolean[], f32: boolean): Runner {
+  const fns: ((a: number, b: number, c: number) => number)[] = [];
+  const types: ('f32' | 'i32')[] = [];
+  const opType = (a: Operand): 'f32' | 'i32' => (a.kind === 'in' ? (intIn[a.k] ? 'i32' : 'f32') : a.kind === 'reg' ? types[a.k] : a.dtype === 'f32' ? 'f32' : 'i32');
+  const isUniform: boolean[] = [];
+  const uni = (a: Operand) => (a.kind === 'in' ? uniform[a.k] : a.kind === 'reg' ? isUniform[a.k] : true);
+  const hoisted: string[] = [];
+  const body: string[] = [];
+  const used = new Set<number>();
+  // `at`: how a non-uniform input is read in the loop body.
+  const ref = (a: Operand, at: (k: number) => string): string => {
+    if (a.kind === 'reg') return `r${a.k}`;
+    if (a.kind === 'lit') return jsNum(a.dtype === 'f32' ? (f32 ? Math.fround(a.value) : a.value) : a.value);
+    used.add(a.k);
+    return uniform[a.k] ? `u${a.k}` : at(a.k);
+  };
+  const lineExpr = (l: Line, k: number, at: (k: number) => string): string => {
+    if (!l.row) {
+      const prod = l.dims!.map((d) => (typeof d === 'number' ? String(d) : `syms[${JSON.stringify(d)}]`)).join(' * ') || '1';
+      return f32 ? `fr(${prod})` : `(${prod})`;
+    }
+    const call = `F${k}(${[...l.args.map((a) => ref(a, at)), '0', '0'].slice(0, 3).join(', ')})`;
+    return l.dtype === 'f32' ? (f32 ? `fr(${call})` : call) : l.dtype === 'i32' ? `(${call} | 0)` : call;
+  };
+  p.lines.forEach((l, k) => {
+    const vt = l.row ? valueType(l.row, l.args.map(opType)) : 'f32';
+    fns.push(l.row ? l.row.cpu(vt, l.dtype) : () => 0);
+    types.push(l.dtype === 'f32' ? 'f32' : 'i32');
+    isUniform.push(l.args.every(uni));
+  });
+  const emit = (at: (k: number) => string): string[] =>
+    p.lines.flatMap((l, k) => (isUniform[k] ? [] : [`const r${k} = ${lineExpr(l, k, at)};`]));
+  p.lines.forEach((l, k) => {
+    if (isUniform[k]) hoisted.push(`const r${k} = ${lineExpr(l, k, () => 'never')};`);
+  });
+  const last = `r${p.lines.length - 1}`;
+  const fastBody = emit((k) => `X${k}[i]`);
+  const slowBody = emit((k) => `X${k}[p${k} + j * s${k}]`);
+  const ins = [...used].filter((k) => !uniform[k]);
+  body.push(
+    ...[...used].map((k) => (uniform[k] ? `const u${k} = X[${k}][0];` : `const X${k} = X[${k}];`)),
+    ...hoisted,
+    'const n = out.length;',
+    'if (n === 0) return;',
+    `if (fast) { for (let i = 0; i < n; i++) { ${fastBody.join(' ')} out[i] = ${last}; } return; }`,
+    'const R = shape.length, len = shape[R - 1];',
+    'const idx = new Int32Array(R);',
+    ...ins.map((k) => `const T${k} = strides[${k}], s${k} = T${k}[R - 1]; let p${k} = 0;`),
+    'for (let o = 0; o < n; o += len) {',
+    `  for (let j = 0; j < len; j++) { ${slowBody.join(' ')} out[o + j] = ${last}; }`,
+    '  for (let k = R - 2; k >= 0; k--) {',
+    `    ${ins.map((k) => `p${k} += T${k}[k];`).join(' ')}`,
+    '    if (++idx[k] < shape[k]) break;',
+    `    ${ins.map((k) => `p${k} -= T${k}[k] * shape[k];`).join(' ')}`,
+    '    idx[k] = 0;',
+    '  }',
+    '}',
+  );
+  const src = `"use strict";\nconst fr = Math.fround;\n${fns.map((_, k) => `const F${k} = F[${k}];`).join('\n')}\nreturn function fused(X, out, shape, strides, fast, syms) {\n  ${body.join('\n  ')}\n};`;
+  try {
+    if (!codegen) throw new EvalError('code generation is off');
+    return new Function('F', src)(fns) as Runner;
+  } catch {
+    // No code generation (a Content-Security-Policy without 'unsafe-eval'): interpret.
+    return interpreter(p, fns, f32);
+  }
+}
+
+/** The same computation without generated code, one element at a time. */
+function interpreter(p: FusedProgram, fns: ((a: number, b: number, c: number) => number)[], f32: boolean): Runner {
+  return (X, out, shape, strides, fast, syms) => {
+    const R = shape.length;
+    const regs = new Float64Array(p.lines.length);
+    const idx = new Array<number>(R).fill(0);
+    const offs = X.map(() => 0);
+    const val = (a: Operand): number => (a.kind === 'reg' ? regs[a.k] : a.kind === 'lit' ? (f32 && a.dtype === 'f32' ? Math.fround(a.value) : a.value) : X[a.k][X[a.k].length === 1 ? 0 : offs[a.k]]);
+    for (let i = 0; i < out.length; i++) {
+      offs.fill(fast ? i : 0);
+      if (!fast) for (let k = 0; k < R; k++) for (let q = 0; q < X.length; q++) offs[q] += idx[k] * strides[q][k];
+      p.lines.forEach((l, k) => {
+        let v: number;
+        if (!l.row) v = l.dims!.reduce<number>((acc, d) => acc * (typeof d === 'number' ? d : syms[d]), 1);
+        else v = fns[k](val(l.args[0]), l.args[1] ? val(l.args[1]) : 0, l.args[2] ? val(l.args[2]) : 0);
+        regs[k] = l.dtype === 'f32' ? (f32 ? Math.fround(v) : v) : l.dtype === 'i32' ? v | 0 : v;
+      });
+      out[i] = regs[p.lines.length - 1];
+      for (let k = R - 1; k >= 0; k--) {
+        if (++idx[k] < shape[k]) break;
+        idx[k] = 0;
+      }
+    }
+  };
+}
+
+function cpuFused(ins: Tensor[], attrs: Attrs, out: { shape: number[]; dtype: DType }, ctx: CpuCtx): TypedArray {
+  const red = reduction(attrs);
+  if (!red) return runFused(ins, attrs, out, ctx);
+  // the values over the whole domain, then the reduction's own kernel
+  const domain = (attrs.shape as Dim[]).map((d) => (typeof d === 'number' ? d : ctx.syms[d]));
+  const values = runFused(ins, attrs, { shape: domain, dtype: out.dtype }, ctx);
+  return reduceOps[red.op].cpu!([{ data: values, shape: domain }], { axes: red.axes, keepdims: true }, out, ctx);
+}
+
+function runFused(ins: Tensor[], attrs: Attrs, out: { shape: number[]; dtype: DType }, ctx: CpuCtx): TypedArray {
+  const intIn = ins.map((t) => t.data instanceof Int32Array);
+  const p = fusedProgram(codeLines(attrs), intIn.map((i) => (i ? 'i32' : 'f32')), true);
+  const uniform = ins.map((t) => t.data.length === 1);
+  const f32 = ctx.float === Float32Array;
+  const key = `${f32}|${intIn.map(Number).join('')}|${uniform.map(Number).join('')}|${attrs.code}`;
+  let run = runners.get(key);
+  if (!run) {
+    run = buildRunner(p, intIn, uniform, f32);
+    runners.set(key, run);
+  }
+  const data = alloc(out.dtype, numel(out.shape), ctx);
+  const fast = ins.every((t) => t.data.length === data.length || t.data.length === 1);
+  const strides = fast ? [] : ins.map((t) => broadcastStrides(t.shape, out.shape));
+  run(ins.map((t) => t.data), data, out.shape, strides, fast, ctx.syms);
+  return data;
+}
+
+// ---------------------------------------------------------------- WGSL
+
+function wgslFused(sig: KernelSig) {
+  const p = fusedProgram(codeLines(sig.attrs), sig.inputs.map((i) => i.dtype));
+  const red = reduction(sig.attrs);
+  const R = red ? (sig.attrs.shape as Dim[]).length : sig.output.rank;
+  const fns = new Set<string>();
+  let bits = false;
+  const ref = (a: Operand): string => {
+    if (a.kind === 'in') return `x${a.k}`;
+    if (a.kind === 'reg') return `r${a.k}`;
+    if (a.dtype === 'f32' && !Number.isFinite(a.value)) bits = true;
+    return wgslLiteral(a.value, a.dtype);
+  };
+  const typeOf = (a: Operand): DType => (a.kind === 'in' ? sig.inputs[a.k].dtype : a.kind === 'reg' ? p.lines[a.k].dtype : a.dtype);
+  const lines = p.lines.map((l, k) => {
+    if (!l.row) {
+      const factors = l.dims!.map((d) => (typeof d === 'number' ? `${d}.0` : `f32(M(SYM_${d}))`));
+      return `let r${k} = ${factors.join(' * ') || '1.0'};`;
+    }
+    if (l.row.fns) fns.add(l.row.fns);
+    const expr = l.row.wgsl(l.args.map(ref), valueType(l.row, l.args.map(typeOf)), l.dtype);
+    return `let r${k} = ${expr};`;
+  });
+  const loads = sig.inputs.map((inp, k) => `let x${k} = in${k}[${wgslBroadcastIndex(k, inp.rank, R)}];`);
+  const last = `r${p.lines.length - 1}`;
+  let pre = [...fns].join('\n');
+  if ((bits || red) && !pre.includes('fn bits_f32')) pre = `${WGSL_BITS}\n${pre}`;
+  if (!red) {
+    const code = `${pre}
+${MAIN} {
+  let i = thread_id(gid, nwg);
+  if (i >= M(0u)) { return; }
+  ${wgslCoords(R)}
+  ${loads.join('\n  ')}
+  ${lines.join('\n  ')}
+  out[i] = ${last};
+}`;
+    return { code, grid: { kind: 'elements' as const } };
+  }
+  // One invocation per output element: its kept coordinates from the thread id, then a loop over
+  // the reduced positions evaluating the program at each.
+  const row = reduceRows[red.op];
+  const dims = (sig.attrs.shape as Dim[]).map((d, k) => `let d${k} = ${typeof d === 'number' ? `${d}u` : `M(SYM_${d})`};`);
+  const axes = Array.from({ length: R }, (_, k) => k);
+  const walk = (ks: number[], v: string) => [...ks].reverse().map((k) => `c${k} = ${v} % d${k}; ${v} = ${v} / d${k};`).join(' ');
+  const kept = axes.filter((k) => !red.axes.includes(k));
+  const code = `${pre}
+${MAIN} {
+  let i = thread_id(gid, nwg);
+  if (i >= M(0u)) { return; }
+  ${dims.join(' ')}
+  ${axes.map((k) => `var c${k} = 0u;`).join(' ')}
+  var rem = i;
+  ${walk(kept, 'rem')}
+  let cnt = ${red.axes.map((k) => `d${k}`).join(' * ') || '1u'};
+  ${row.init(sig.output.dtype)}
+  for (var q = 0u; q < cnt; q++) {
+    var s = q;
+    ${walk(red.axes, 's')}
+    ${loads.join('\n    ')}
+    ${lines.join('\n    ')}
+    let v = ${last};
+    ${row.step}
+  }
+  out[i] = ${row.result};
+}`;
+  return { code, grid: { kind: 'elements' as const } };
+}
+
+// ---------------------------------------------------------------- the op
+
+export const fusedOps = {
+  fused: {
+    shape(inputs, attrs) {
+      const shape = attrs.shape;
+      if (!Array.isArray(shape) || !shape.every((d) => typeof d === 'string' || (Number.isInteger(d) && d >= 0))) throw new ShapeError(`fused: bad shape ${JSON.stringify(shape)}`);
+      if (inputs.length > MAX_FUSED_INPUTS) throw new ShapeError(`fused: ${inputs.length} inputs, at most ${MAX_FUSED_INPUTS}`);
+      for (const x of inputs)
+        if (!sameShape(broadcastShapes([x.shape, shape as Dim[]]), shape as Dim[])) throw new ShapeError(`fused: input ${shapeStr(x.shape)} does not broadcast to ${shapeStr(shape as Dim[])}`);
+      const p = fusedProgram(codeLines(attrs), inputs.map((x) => x.dtype));
+      const red = reduction(attrs);
+      if (!red) return { shape: shape as Dim[], dtype: p.dtype };
+      if (red.axes.some((a, k) => !Number.isInteger(a) || a < 0 || a >= shape.length || (k > 0 && a <= red.axes[k - 1])))
+        throw new ShapeError(`fused: bad axes [${red.axes}] for ${shapeStr(shape as Dim[])}`);
+      if (p.dtype === 'bool' || (red.op === 'mean' && p.dtype !== 'f32')) throw new ShapeError(`fused: ${red.op} of ${p.dtype} values`);
+      return { shape: (shape as Dim[]).map((d, k) => (red.axes.includes(k) ? 1 : d)), dtype: p.dtype };
+    },
+    cpu: cpuFused,
+    wgsl: wgslFused,
+  },
+} satisfies Record<string, OpDef>;

@@ -1,0 +1,234 @@
+// Elementwise fusion: maximal trees of elementwise ops (the elementwise table with select and
+// cast, plus broadcast and reshapes that only add or drop dims of size 1, which are the identity
+// inside a fused kernel, and size) become one `fused` node each (ops/fused.ts): one kernel instead
+// of one per op. A reduction (sum, mean, max, min) takes its elementwise producers into its loads
+// the same way (a fused node with `reduce`).
+//
+// Groups are made consumers first (reverse topological order). A node joins the group of its
+// users when all of them are in that one group and it is not a result of the graph; otherwise it is
+// materialized and starts a group of its own. A node of one element (1 - beta1^t, the batch size)
+// whose users are all in groups joins every one of them: recomputing it is free (the CPU kernel
+// computes lines over size-1 values once, before its loop), and no kernel runs for it. Cheap
+// arithmetic on one big tensor (plus small ones: a bias) whose users are in several groups is
+// computed again in each (`recomputable`): that reads the big tensor in each group instead of its
+// result, the same traffic, one kernel less. Nothing else is computed twice. Scalar constants become
+// literals of the program. A group takes at most MAX_FUSED_INPUTS inputs.
+//
+// A fused node has one output: an optimizer's new m, v and p are three kernels (p reads the new m
+// and v).
+
+import * as b from '../ir/build.ts';
+import { make, sameShape, staticSize, type Dim, type Node, type Shape } from '../ir/node.ts';
+import { roots, topo, type Graph } from '../ir/graph.ts';
+import { mark, provenance } from '../ir/provenance.ts';
+import { MAX_FUSED_INPUTS, literalOperand, sizeOp, type FusedReduction } from '../ops/fused.ts';
+import { isElementwise } from './simplify.ts';
+import type { Pass } from './pipeline.ts';
+
+/** A reshape that only inserts or removes dims of size 1 keeps the row-major order of the values:
+ *  inside a fused kernel it is the identity, read at other coordinates (see `operandView`). */
+export function unitReshape(n: Node): boolean {
+  if (n.op !== 'reshape') return false;
+  const squeeze = (s: Shape) => s.filter((d) => d !== 1);
+  const [p, q] = [squeeze(n.inputs[0].shape), squeeze(n.shape)];
+  return p.length === q.length && p.every((d, k) => d === q[k]);
+}
+
+const fusible = (n: Node): boolean => isElementwise(n) || n.op === 'broadcast' || n.op === 'size' || unitReshape(n);
+
+/** A constant written into the program as a literal (one value, any shape: it broadcasts). */
+const isLiteral = (n: Node): boolean => n.op === 'const' && typeof n.attrs.value === 'number';
+
+/** One element: recomputing it anywhere is free, and it reads the same at every coordinate. */
+const cheap = (n: Node): boolean => staticSize(n.shape) === 1;
+
+/** Tensors of at most this many elements (a bias) are small: reading them again costs little. */
+const SMALL = 4096;
+const small = (n: Node): boolean => (staticSize(n.shape) ?? Infinity) <= SMALL;
+
+/** Cheap arithmetic over at most one big tensor (the other operands small: a bias, a scalar):
+ *  computing it again in each of its users' kernels reads that tensor once per kernel instead of
+ *  reading its own output once per kernel, so recomputing it costs no memory traffic and saves its
+ *  kernel (the bias add before a relu, whose gradient reads it too). */
+const RECOMPUTE = new Set(['add', 'sub', 'mul', 'div', 'neg', 'abs', 'max', 'min', 'sign', 'floor', 'select', 'cast', 'not', 'and', 'or', 'eq', 'ne', 'lt', 'le', 'gt', 'ge', 'broadcast', 'reshape']);
+const recomputable = (n: Node): boolean => RECOMPUTE.has(n.op) && n.inputs.filter((i) => !isLiteral(i) && !small(i)).length <= 1;
+
+/**
+ * Inside a fused kernel every value is read at the output coordinates through its *view*: its
+ * shape with dims of size 1 inserted or removed so that it lines up with the output (right-aligned
+ * broadcasting). A view is the node's own shape unless a unit reshape lies between it and the
+ * output ([B] read as [B, 1] against [B, 10]). This is the view of operand `x` of `m` when m is
+ * read through `vm`.
+ */
+function operandView(m: Node, x: Node, vm: Shape): Shape {
+  if (m.op === 'reshape') return vm;
+  if (reduceRoot(m)) return x.shape; // the domain of a fused reduction
+  const a = [...new Array<Dim>(m.shape.length - x.shape.length).fill(1), ...x.shape];
+  const p = m.shape.flatMap((d, k) => (d === 1 ? [] : [k]));
+  let j = 0;
+  return vm.map((d) => (d === 1 ? 1 : a[p[j++]]));
+}
+
+/** A reduction whose elementwise producers fuse into its loads (reductions keep their dims after
+ *  simplification; the reshape that drops them is an alias). */
+const REDUCE = new Set(['sum', 'mean', 'reduce_max', 'reduce_min']);
+const reduceRoot = (n: Node): boolean => REDUCE.has(n.op) && n.attrs.keepdims === true;
+
+const key = (n: Node, view: Shape): string => `${n.id}|${cheap(n) ? '*' : view.join(',')}`;
+
+interface Group {
+  root: Node;
+  /** The shape its values are computed over: the root's, or a reduction's operand's. */
+  domain: Shape;
+  members: Set<Node>;
+  /** Each member's view. */
+  views: Map<Node, Shape>;
+  /** The (node, view) pairs the members read that are not members: the fused node's inputs. */
+  frontier: Map<string, Node>;
+}
+
+/** The fused groups of `g`'s nodes (each node's groups; roots of a group map to their own). */
+export function fusionGroups(g: Graph): { order: Node[]; groupsOf: Map<Node, Group[]> } {
+  const order = topo(roots(g));
+  const results = new Set(roots(g));
+  const users = new Map<Node, Node[]>();
+  for (const n of order)
+    for (const i of new Set(n.inputs)) {
+      const list = users.get(i);
+      if (list) list.push(n);
+      else users.set(i, [n]);
+    }
+  const groupsOf = new Map<Node, Group[]>();
+  const operands = (n: Node) => n.inputs.filter((i) => !isLiteral(i));
+  const reads = (n: Node, view: Shape, gr: Group | undefined): Map<string, Node> => {
+    const f = new Map<string, Node>();
+    for (const i of operands(n)) if (!gr?.members.has(i)) f.set(key(i, operandView(n, i, view)), i);
+    return f;
+  };
+
+  /** n's view in `gr`, if its users there agree on one. */
+  const viewIn = (gr: Group, n: Node): Shape | undefined => {
+    let view: Shape | undefined;
+    for (const u of users.get(n)!) {
+      const vu = gr.views.get(u);
+      if (!vu) continue;
+      const v = operandView(u, n, vu);
+      if (view && !cheap(n) && !sameShape(view, v)) return undefined;
+      view ??= v;
+    }
+    return view;
+  };
+
+  const start = (n: Node, domain: Shape): Group[] => [{ root: n, domain, members: new Set([n]), views: new Map([[n, n.shape]]), frontier: reads(n, n.shape, undefined) }];
+
+  for (let k = order.length - 1; k >= 0; k--) {
+    const n = order[k];
+    if (!fusible(n)) {
+      if (reduceRoot(n)) groupsOf.set(n, start(n, n.inputs[0].shape));
+      continue;
+    }
+    const us = users.get(n) ?? [];
+    join: if (!results.has(n) && us.length && us.every((u) => groupsOf.has(u))) {
+      const target = [...new Set(us.flatMap((u) => groupsOf.get(u)!))];
+      if (target.length > 1 && !cheap(n) && !recomputable(n)) break join;
+      const plans: [Group, Shape, Map<string, Node>][] = [];
+      for (const gr of target) {
+        const view = viewIn(gr, n);
+        if (!view) break join;
+        const f = new Map(gr.frontier);
+        f.delete(key(n, view));
+        for (const [kk, x] of reads(n, view, gr)) f.set(kk, x);
+        if (f.size > MAX_FUSED_INPUTS) break join;
+        plans.push([gr, view, f]);
+      }
+      for (const [gr, view, f] of plans) {
+        gr.members.add(n);
+        gr.views.set(n, view);
+        gr.frontier = f;
+      }
+      groupsOf.set(n, target);
+      continue;
+    }
+    groupsOf.set(n, start(n, n.shape));
+  }
+  return { order, groupsOf };
+}
+
+export function fuseGraph(g: Graph): Graph {
+  const { order, groupsOf } = fusionGroups(g);
+  const position = new Map(order.map((n, i) => [n, i]));
+  const memo = new Map<Node, Node>();
+  const get = (n: Node): Node => {
+    const m = memo.get(n);
+    if (!m) throw new Error(`fusion: node #${n.id} (${n.op}) is read outside the groups it was fused into`);
+    return m;
+  };
+
+  const emit = (gr: Group): Node => {
+    const members = [...gr.members].sort((a, b) => position.get(a)! - position.get(b)!);
+    const R = gr.domain.length;
+    const red = reduceRoot(gr.root);
+    const inputs: Node[] = [];
+    const inIndex = new Map<string, number>();
+    const refs = new Map<Node, string>();
+    const code: string[] = [];
+    /** Operand `x` of member `m`. */
+    const ref = (m: Node, x: Node): string => {
+      const r = refs.get(x);
+      if (r) return r;
+      if (isLiteral(x)) return literalOperand(x.attrs.value as number, x.dtype);
+      const view = operandView(m, x, gr.views.get(m)!);
+      const kk = key(x, view);
+      let k = inIndex.get(kk);
+      if (k === undefined) {
+        k = inputs.length;
+        const lines = x.shape.length <= R && sameShape([...new Array<Dim>(R - x.shape.length).fill(1), ...x.shape], view);
+        // the input read through its view: a reshape, which is an alias (no kernel)
+        inputs.push(lines ? get(x) : b.reshape(get(x), cheap(x) ? [] : view));
+        inIndex.set(kk, k);
+      }
+      return `i${k}`;
+    };
+    for (const m of members) {
+      if (red && m === gr.root) continue;
+      if (m.op === 'broadcast' || m.op === 'reshape') {
+        refs.set(m, ref(m, m.inputs[0]));
+        continue;
+      }
+      const head = m.op === 'cast' ? `cast.${m.dtype}` : m.op === 'size' ? sizeOp(m.attrs.dims as Dim[]) : m.op;
+      code.push([head, ...m.inputs.map((x) => ref(m, x))].join(' '));
+      refs.set(m, `r${code.length - 1}`);
+    }
+    const out = red ? ref(gr.root, gr.root.inputs[0]) : refs.get(gr.root)!;
+    if (out !== `r${code.length - 1}`) code.push(`cast.${gr.root.dtype} ${out}`);
+    const f = red ? b.fusedReduce(inputs, code, gr.domain, gr.root.op as FusedReduction, gr.root.attrs.axes as number[]) : b.fused(inputs, code, gr.root.shape);
+    if (f.dtype !== gr.root.dtype) throw new Error(`fusion: fused ${f.dtype} for ${gr.root.op} of ${gr.root.dtype}`);
+    const where = provenance(gr.root);
+    if (where) mark(f, where);
+    return f;
+  };
+
+  for (const n of order) {
+    const gs = groupsOf.get(n);
+    const own = gs?.length === 1 && gs[0].root === n ? gs[0] : undefined;
+    if (gs && !own) continue; // fused into its users' groups
+    if (own && own.members.size > 1) memo.set(n, emit(own));
+    else {
+      const ins = n.inputs.map(get);
+      const r = ins.every((x, k) => x === n.inputs[k]) ? n : make(n.op, ins, n.attrs);
+      const where = provenance(n);
+      if (r !== n && where) mark(r, where);
+      memo.set(n, r);
+    }
+  }
+  return {
+    outputs: g.outputs.map((o) => ({ name: o.name, node: get(o.node) })),
+    updates: g.updates.map((u) => ({ ...u, node: get(u.node) })),
+  };
+}
+
+export const fuse: Pass = {
+  name: 'fuse',
+  description: 'elementwise fusion: trees of elementwise ops become one fused kernel each',
+  run: fuseGraph,
+};

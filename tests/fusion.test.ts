@@ -1,0 +1,337 @@
+// Elementwise fusion: random graphs of elementwise, reduction, matmul and shape ops compute the same
+// before and after the whole pass pipeline (CPU in float64 and float32, exactly; WebGPU within
+// float32 rounding); the fused op's kernels on their own; and what fusion does to the MNIST MLP.
+
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import * as b from '../compiler/ir/build.ts';
+import { toProgram, type Graph } from '../compiler/ir/graph.ts';
+import type { Node, Shape } from '../compiler/ir/node.ts';
+import type { Tensor } from '../compiler/ops/types.ts';
+import { attachKernels } from '../compiler/codegen/kernels.ts';
+import { programStats } from '../compiler/codegen/stats.ts';
+import { runPipeline } from '../compiler/passes/pipeline.ts';
+import { printGraph } from '../compiler/ir/print.ts';
+import type { ProgramJSON } from '../runtime/program.ts';
+import { runCpu } from '../runtime/cpu.ts';
+import { cpuKernels } from '../runtime/cpu_kernels.ts';
+import { arbTensor, expectClose, feedsOf, gpuDevice, rng as rngOf, withExecutor } from './support/harness.ts';
+import { useFusedCodegen } from '../compiler/ops/fused.ts';
+import { compile } from '../compiler/compile.ts';
+import { Model } from '../runtime/model.ts';
+
+const gpu = await gpuDevice();
+
+// ---------------------------------------------------------------- random graphs
+
+/**
+ * One step of a random graph: `kind` picks what to build, `a`, `c` and `d` pick operands among the
+ * nodes made so far (modulo their number) and `k` parameterizes (an axis, a constant).
+ */
+interface Step {
+  kind: number;
+  a: number;
+  c: number;
+  d: number;
+  k: number;
+}
+
+interface Recipe {
+  /** The shape every node broadcasts to. */
+  base: number[];
+  /** The arguments' shapes: `base`, then `base` with some dims 1, some leading dims dropped. */
+  args: number[][];
+  steps: Step[];
+  /** Which nodes are results, besides the last (indices modulo the count). */
+  extra: number[];
+}
+
+const variant = (base: number[]) =>
+  fc
+    .tuple(fc.integer({ min: 0, max: base.length }), fc.array(fc.boolean(), { minLength: base.length, maxLength: base.length }))
+    .map(([drop, ones]) => base.slice(drop).map((d, k) => (ones[k + drop] ? 1 : d)));
+
+/** Choices spread evenly (fast-check's integers lean to small values). */
+const pickAny = fc.noBias(fc.integer({ min: 0, max: 2 ** 20 }));
+
+const arbRecipe: fc.Arbitrary<Recipe> = fc
+  .array(fc.integer({ min: 1, max: 4 }), { minLength: 1, maxLength: 3 })
+  .chain((base) =>
+    fc.record({
+      base: fc.constant(base),
+      // the first argument has the whole shape
+      args: fc.array(variant(base), { minLength: 0, maxLength: 3 }).map((vs) => [base, ...vs]),
+      steps: fc.array(fc.record({ kind: pickAny, a: pickAny, c: pickAny, d: pickAny, k: pickAny }), { minLength: 1, maxLength: 20 }),
+      extra: fc.array(fc.nat(), { maxLength: 2 }),
+    }),
+  );
+
+/** Builds the recipe's graph. Values stay moderate (squashing ops after products), so float32
+ *  comparisons are meaningful. Every node's shape broadcasts to `base`. */
+function buildRecipe(r: Recipe): { graph: Graph; args: Node[] } {
+  const args = r.args.map((s, i) => b.arg('input', `x${i}`, s, 'f32'));
+  const pool: Node[] = [...args];
+  const extraArgs: Node[] = [];
+  // mostly one of the last three nodes, so that most steps are used by the results
+  const pick = (i: number) => (i % 3 ? pool[pool.length - 1 - ((i >> 2) % Math.min(3, pool.length))] : pool[(i >> 2) % pool.length]);
+  // Comparisons and truncation read arguments only: on computed values, a rounding difference
+  // between backends could flip them.
+  const argOf = (i: number) => args[i % args.length];
+  const one = b.constant(1);
+  const squash = (x: Node) => b.div(x, b.add(one, b.abs(x))); // x / (1 + |x|)
+  const builders: ((s: Step) => Node)[] = [
+    (s) => b.add(pick(s.a), pick(s.c)),
+    (s) => b.sub(pick(s.a), pick(s.c)),
+    (s) => squash(b.mul(pick(s.a), pick(s.c))),
+    (s) => b.div(pick(s.a), b.add(b.constant(1.5), b.abs(pick(s.c)))),
+    (s) => b.max(pick(s.a), pick(s.c)),
+    (s) => b.min(pick(s.a), b.constant(0.25)),
+    (s) => b.neg(pick(s.a)),
+    (s) => b.exp(b.sin(pick(s.a))),
+    (s) => b.log(b.add(one, b.abs(pick(s.a)))),
+    (s) => b.sqrt(b.abs(pick(s.a))),
+    (s) => b.cos(pick(s.a)),
+    (s) => b.select(b.binary(['lt', 'ge', 'eq', 'ne'][s.k % 4] as 'lt', argOf(s.a), argOf(s.c)), pick(s.d), b.constant(s.k % 3)),
+    (s) => b.cast(b.binary('gt', argOf(s.a), b.constant(0)), 'f32'),
+    // integers: truncate, wrap-free arithmetic, back to f32
+    (s) => b.cast(b.add(b.cast(b.mul(argOf(s.a), b.constant(3)), 'i32'), b.cast(argOf(s.c), 'i32')), 'f32'),
+    // identities and constants the simplifier removes
+    (s) => b.mul(b.add(pick(s.a), b.constant(0)), b.constant(1)),
+    (s) => b.pow(pick(s.a), b.constant(s.k % 2 ? 2 : 1)),
+    (s) => b.mul(pick(s.a), b.add(b.constant(s.k % 5), b.constant(0.5))),
+    (s) => b.neg(b.neg(pick(s.a))),
+    (s) => b.broadcast(pick(s.a), r.base),
+    (s) => b.mul(b.broadcast(b.constant(0.5), r.base), pick(s.a)),
+    // reductions with kept dims (the result still broadcasts to base)
+    (s) => {
+      // often of a fresh elementwise expression, which fuses into the reduction
+      const x = s.d % 3 ? b.sub(pick(s.a), b.mul(pick(s.d), b.constant(0.5))) : pick(s.a);
+      // over axes longer than 1 (reducing a unit axis is a reshape)
+      const long = x.shape.flatMap((d, i) => (d === 1 ? [] : [i]));
+      if (!long.length) return b.neg(x);
+      const axes = long.filter((i) => (s.k >> i) & 1);
+      return b.reduce((['sum', 'mean', 'reduce_max', 'reduce_min'] as const)[s.c % 4], x, axes.length ? axes : [long[long.length - 1]], true);
+    },
+    // reduce the last axis away, compute on the result, reshape it back with a unit last dim
+    (s) => {
+      const x = pick(s.a);
+      if (!x.shape.length) return b.exp(b.neg(b.abs(x)));
+      const y = b.sum(s.d % 2 ? b.abs(x) : x, [x.shape.length - 1], false);
+      const back = b.reshape(b.mul(b.sqrt(b.add(b.abs(y), one)), y), [...y.shape, 1]);
+      return s.c % 2 ? b.sub(back, x) : back; // read through a view [.., 1] against x's shape
+
+    },
+    // matmul with a fresh weight: [..., m, k] · [k, base[-1]]
+    (s) => {
+      const x = pick(s.a);
+      if (x.shape.length < 2) return b.sin(x);
+      const w = b.arg('input', `w${extraArgs.length}`, [x.shape[x.shape.length - 1], r.base[r.base.length - 1]], 'f32');
+      extraArgs.push(w);
+      return squash(b.matmul(x, w));
+    },
+  ];
+  for (const s of r.steps) pool.push(builders[s.kind % builders.length](s));
+  const last = pool[pool.length - 1];
+  const made = pool.slice(args.length);
+  const outs = [last, ...r.extra.map((i) => made[i % made.length])];
+  return { graph: { outputs: outs.map((node, i) => ({ name: `out${i}`, node })), updates: [] }, args: [...args, ...extraArgs] };
+}
+
+const arbCase = arbRecipe.chain((r) => {
+  const { graph, args } = buildRecipe(r);
+  return fc.tuple(fc.constant(graph), fc.tuple(...args.map((a) => arbTensor(a.shape as Shape, { min: -2, max: 2 }))).map((ts) => new Map(args.map((a, i) => [a, ts[i]]))));
+});
+
+const run = (p: ProgramJSON, feeds: Map<Node, Tensor>, float: 'f64' | 'f32') =>
+  runCpu(p, cpuKernels, feedsOf(feeds), float === 'f64' ? Float64Array : Float32Array).outputs;
+
+const dispatches = (g: Graph) => programStats(attachKernels(toProgram(g)), {}).dispatches;
+
+/** Equal, or both NaN (and +0 = -0: x + 0 is x). */
+function expectSame(a: Tensor, e: Tensor, what: string): void {
+  expect(a.shape, what).toEqual(e.shape);
+  for (let i = 0; i < a.data.length; i++)
+    if (!(a.data[i] === e.data[i] || (Number.isNaN(a.data[i]) && Number.isNaN(e.data[i]))))
+      throw new Error(`${what}: element ${i}: ${a.data[i]} vs ${e.data[i]} unoptimized`);
+}
+
+describe('the pass pipeline on random graphs', () => {
+  it('computes exactly what the unoptimized graph computes on the CPU (float64 and float32)', () => {
+    const seen = { fused: 0, lines: 0, graphs: 0, reductions: 0, views: 0 };
+    fc.assert(
+      fc.property(arbCase, ([graph, feeds]) => {
+        const opt = runPipeline(graph, { verify: true });
+        const fusedNodes = toProgram(opt).nodes.filter((n) => n.op === 'fused');
+        seen.graphs++;
+        seen.fused += fusedNodes.length;
+        seen.lines += fusedNodes.reduce((s, n) => s + String(n.attrs.code).split(';').length, 0);
+        seen.reductions += fusedNodes.filter((n) => n.attrs.reduce !== undefined).length;
+        // unit reshapes inside fused kernels (read through views) are gone from the program
+        const reshapes = (p: ProgramJSON) => p.nodes.filter((n) => n.op === 'reshape').length;
+        seen.views += Math.max(0, reshapes(toProgram(runPipeline(graph, { until: 'simplify' }))) - reshapes(toProgram(opt)));
+        const before = toProgram(graph);
+        const after = toProgram(opt);
+        for (const float of ['f64', 'f32'] as const) {
+          const want = run(before, feeds, float);
+          const got = run(after, feeds, float);
+          for (const name of Object.keys(want)) expectSame(got[name], want[name], `${float} ${name}\n${printGraph(opt)}`);
+        }
+        expect(dispatches(opt)).toBeLessThanOrEqual(dispatches(graph));
+      }),
+      { numRuns: 300 },
+    );
+    // the property is about fused programs: most graphs have some
+    expect(seen.fused).toBeGreaterThan(seen.graphs);
+    expect(seen.lines).toBeGreaterThan(3 * seen.fused);
+    expect(seen.reductions).toBeGreaterThan(seen.graphs / 15);
+    expect(seen.views).toBeGreaterThan(0);
+  });
+
+  it.skipIf(!gpu)('computes what the unoptimized graph computes on WebGPU (within float32 rounding)', async () => {
+    await fc.assert(
+      fc.asyncProperty(arbCase, async ([graph, feeds]) => {
+        const opt = runPipeline(graph);
+        const want = run(toProgram(graph), feeds, 'f64');
+        const got = await withExecutor((ex) => ex.run(attachKernels(toProgram(opt)), feedsOf(feeds)));
+        for (const name of Object.keys(want)) {
+          const scale = Math.max(1, ...Array.from(want[name].data, Math.abs).filter(Number.isFinite));
+          expectClose(got[name], want[name], { rtol: 1e-3, atol: 1e-3 * scale });
+        }
+      }),
+      { numRuns: 60 },
+    );
+  });
+});
+
+// ---------------------------------------------------------------- the fused op on its own
+
+describe('the fused op', () => {
+  const p = b.arg('input', 'p', [3, 1], 'f32');
+  const q = b.arg('input', 'q', [4], 'f32');
+  const s = b.arg('input', 's', [], 'f32');
+  const n = b.arg('input', 'n', [3, 4], 'i32');
+  const m = b.arg('input', 'm', [3, 4], 'bool');
+  const rows = b.arg('input', 'rows', ['B', 4], 'f32');
+  const feeds = new Map<Node, Tensor>([
+    [p, { data: Float32Array.from([0.5, -1.25, 2]), shape: [3, 1] }],
+    [q, { data: Float32Array.from([1, -2, 0, 3.5]), shape: [4] }],
+    [s, { data: Float32Array.from([0.75]), shape: [] }],
+    [n, { data: Int32Array.from([2147483647, -2147483648, 7, -7, 0, 1, 2, 3, 100000, 65536, -1, 5]), shape: [3, 4] }],
+    [m, { data: Int32Array.from([1, 0, 0, 1, 1, 1, 0, 0, 1, 0, 1, 0]), shape: [3, 4] }],
+    [rows, { data: Float32Array.from({ length: 20 }, (_, k) => Math.sin(k) * 3), shape: [5, 4] }],
+  ]);
+  // each case: the unfused expression, and the fused node the pass should make of it
+  const cases: [string, Node][] = [
+    ['broadcast [3,1] with [4], a scalar hoisted out of the loop', b.add(b.mul(b.exp(b.sub(p, q)), b.sqrt(b.add(s, b.constant(1)))), b.neg(s))],
+    ['i32 arithmetic wraps as a stored i32 would', b.cast(b.add(b.mul(n, b.constant(3, 'i32')), b.add(n, n)), 'f32')],
+    ['i32 division and powers', b.cast(b.add(b.div(n, b.constant(3, 'i32')), b.pow(b.constant(2, 'i32'), b.binary('min', b.abs(n), b.constant(31, 'i32')))), 'f32')],
+    ['bools: not, and, or, select', b.select(b.binary('or', b.not(m), b.binary('and', m, b.binary('gt', n, b.constant(0, 'i32')))), b.add(q, p), b.constant(-1))],
+    ['non-finite literals', b.max(b.min(b.div(b.sub(q, b.constant(0.5)), b.sub(p, p)), b.constant(Infinity)), b.constant(-Infinity))],
+    ['the batch size, a symbolic dim', b.div(b.add(rows, b.size(['B'])), b.size(['B', 4]))],
+    ['a sum of an expression (fused reduction)', b.sum(b.mul(b.sub(p, q), b.sub(p, q)), [1], true)],
+    ['a mean over all axes', b.mean(b.exp(b.sin(rows)), [0, 1], true)],
+    ['a max with a unit-reshaped producer', b.reduce('reduce_max', b.mul(b.reshape(b.sum(rows, [1]), ['B', 1]), rows), [0], true)],
+    ['a min of i32', b.cast(b.reduce('reduce_min', b.sub(n, b.constant(3, 'i32')), [0, 1], true), 'f32')],
+  ];
+  const optimized = (y: Node) => {
+    const opt = runPipeline({ outputs: [{ name: 'y', node: y }], updates: [] }, { verify: true });
+    const prog = toProgram(opt);
+    expect(prog.nodes.filter((x) => x.op === 'fused').length, printGraph(opt)).toBeGreaterThan(0);
+    return prog;
+  };
+
+  it.each(cases)('on the CPU: %s (generated code and interpreter)', (_, y) => {
+    const prog = optimized(y);
+    for (const float of ['f64', 'f32'] as const) {
+      const want = run(toProgram({ outputs: [{ name: 'y', node: y }], updates: [] }), feeds, float).y;
+      expectSame(run(prog, feeds, float).y, want, float);
+      useFusedCodegen(false);
+      try {
+        expectSame(run(prog, feeds, float).y, want, `${float}, interpreted`);
+      } finally {
+        useFusedCodegen(true);
+      }
+    }
+  });
+
+  it.skipIf(!gpu).each(cases)('on WebGPU: %s', async (_, y) => {
+    const want = run(toProgram({ outputs: [{ name: 'y', node: y }], updates: [] }), feeds, 'f32').y;
+    const got = await withExecutor((ex) => ex.run(attachKernels(optimized(y)), feedsOf(feeds)));
+    // WGSL's exp and sin are less exact than Math's (sin: absolute error 2^-11)
+    expectClose(got.y, want, { rtol: 2e-4, atol: 1e-3 });
+  });
+
+  it('checks its program and shapes', () => {
+    const code = (c: string[], ins: Node[] = [p, q], shape: (number | string)[] = [3, 4]) => () => b.fused(ins, c, shape);
+    expect(code(['add i0 i2'])).toThrow(/operand i2 but only 2 input/);
+    expect(code(['add i0 r0'])).toThrow(/r0 is used before it is defined/);
+    expect(code(['frob i0'])).toThrow(/unknown op 'frob'/);
+    expect(code(['add i0'])).toThrow(/add takes 2 operand/);
+    expect(code(['not i0'])).toThrow(/not expects bool operands/);
+    expect(code(['add i0 i1'], [p, q], [3, 5])).toThrow(/cannot broadcast \[4\] with \[3, 5\]/);
+    expect(code(['add i0 q:1'])).toThrow(/bad operand 'q:1'/);
+    expect(code(Array.from({ length: 8 }, (_, k) => `neg i${k}`), Array(8).fill(q), [4])).toThrow(/8 inputs, at most 7/);
+    expect(b.fused([p, q], ['add i0 i1', 'gt r0 f32:0'], [3, 4]).dtype).toBe('bool');
+    expect(() => b.fusedReduce([n], ['cast.bool i0'], [3, 4], 'sum', [1])).toThrow(/sum of bool values/);
+    expect(() => b.fusedReduce([p], ['neg i0'], [3, 1], 'sum', [2])).toThrow(/bad axes/);
+  });
+});
+
+// ---------------------------------------------------------------- the MNIST MLP
+
+describe('fusion on the MNIST MLP', () => {
+  const unfused = compile('examples/mnist_mlp.dlm', undefined, { passes: [] }).manifest!;
+  const fused = compile('examples/mnist_mlp.dlm').manifest!;
+  const stats = (m: typeof fused, name: keyof typeof fused.programs) => programStats(m.programs[name]!, { B: 64 });
+
+  it('runs far fewer kernels per training step', () => {
+    const [before, after] = [stats(unfused, 'train'), stats(fused, 'train')];
+    console.log(`mnist_mlp train step: ${before.dispatches} -> ${after.dispatches} dispatches, ${before.kernels} -> ${after.kernels} kernels`);
+    expect(before.dispatches).toBe(167);
+    expect(after.dispatches).toBeLessThanOrEqual(49);
+    expect(after.bufferBytes).toBeLessThan(before.bufferBytes / 3);
+    for (const name of ['init', 'evaluate', 'predict'] as const) expect(stats(fused, name).dispatches).toBeLessThan(stats(unfused, name).dispatches);
+  });
+
+  it('makes each parameter\'s Adam update three kernels, with no broadcast materialized', () => {
+    const p = fused.programs.train;
+    for (const u of p.updates) expect(p.nodes[u.node].op, `${u.role} ${u.name}`).toBe('fused');
+    expect(p.nodes.filter((n) => n.op === 'broadcast')).toEqual([]);
+    // the scalar bias corrections (1 - beta^t) are computed inside the kernels that use them, but
+    // for beta^t: a p update already reads 7 buffers
+    expect(p.nodes.filter((n) => n.kernel !== undefined && n.shape.length === 0).map((n) => n.op)).toEqual(['pow', 'pow']);
+  });
+
+  it('trains the same on the CPU, to the bit', async () => {
+    const r = rngOf(5);
+    const x = Float32Array.from({ length: 64 * 784 }, r);
+    const y = Int32Array.from({ length: 64 }, () => Math.floor(r() * 10));
+    const losses = async (m: typeof fused) => {
+      const model = await Model.create(m, cpuKernels, { backend: 'cpu', seed: 1 });
+      const out: number[] = [];
+      for (let k = 0; k < 3; k++) out.push((await model.trainStep({ x, y })).loss);
+      const params = await model.getParams();
+      model.dispose();
+      return { out, params };
+    };
+    const [a, c] = [await losses(unfused), await losses(fused)];
+    expect(c.out).toEqual(a.out);
+    expect(c.params).toEqual(a.params);
+  });
+
+  it.skipIf(!gpu)('trains the same on WebGPU, within float32 rounding', async () => {
+    const r = rngOf(6);
+    const x = Float32Array.from({ length: 64 * 784 }, r);
+    const y = Int32Array.from({ length: 64 }, () => Math.floor(r() * 10));
+    const device = (await gpuDevice())!;
+    const losses = async (m: typeof fused) => {
+      const model = await Model.create(m, cpuKernels, { backend: 'webgpu', device, seed: 1 });
+      const out: number[] = [];
+      for (let k = 0; k < 3; k++) out.push((await model.trainStep({ x, y })).loss);
+      model.dispose();
+      return out;
+    };
+    const [a, c] = [await losses(unfused), await losses(fused)];
+    for (let k = 0; k < 3; k++) expect(Math.abs(c[k] - a[k])).toBeLessThan(1e-4);
+  });
+});
