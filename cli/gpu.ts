@@ -3,6 +3,7 @@
 
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { requestDevice } from '../runtime/webgpu.ts';
 
 const SWIFTSHADER = '/usr/lib/chromium/vk_swiftshader_icd.json';
 
@@ -17,13 +18,5 @@ export async function nodeDevice(): Promise<GPUDevice | undefined> {
   Object.assign(globalThis, globals);
   gpu ??= create([]);
   const adapter = await gpu.requestAdapter();
-  if (!adapter) return undefined;
-  const l = adapter.limits;
-  return adapter.requestDevice({
-    requiredLimits: {
-      maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
-      maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
-      maxBufferSize: l.maxBufferSize,
-    },
-  });
+  return adapter ? requestDevice(adapter) : undefined;
 }

@@ -5,7 +5,7 @@ import type { Tensor, TypedArray } from '../compiler/ops/types.ts';
 import type { Manifest, ProgramJSON, TensorSpec } from './program.ts';
 import { runCpu, type CpuKernels } from './cpu.ts';
 import { argKey, numel } from './shapes.ts';
-import { WebGPUExecutor } from './webgpu.ts';
+import { WebGPUExecutor, requestDevice } from './webgpu.ts';
 
 export type Backend = 'webgpu' | 'cpu';
 
@@ -373,13 +373,8 @@ function copy(t: Tensor): Tensor {
 }
 
 async function defaultDevice(): Promise<GPUDevice | undefined> {
-  const gpu = (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
-  const adapter = await gpu?.requestAdapter();
-  if (!adapter) return undefined;
-  const limits = adapter.limits;
-  return adapter.requestDevice({
-    requiredLimits: { maxStorageBuffersPerShaderStage: limits.maxStorageBuffersPerShaderStage, maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize, maxBufferSize: limits.maxBufferSize },
-  });
+  const adapter = await (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu?.requestAdapter();
+  return adapter ? requestDevice(adapter) : undefined;
 }
 
 /** FNV-1a over the bytes, to tell a damaged checkpoint from a good one. */

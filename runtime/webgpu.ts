@@ -51,6 +51,18 @@ export function workgroups(grid: Grid, shape: readonly number[]): [number, numbe
   return groups > MAX_GROUPS ? [MAX_GROUPS, Math.ceil(groups / MAX_GROUPS)] : [groups, 1];
 }
 
+/** A device with the adapter's storage limits (dlc's kernels may bind up to eight buffers). */
+export function requestDevice(adapter: GPUAdapter): Promise<GPUDevice> {
+  const l = adapter.limits;
+  return adapter.requestDevice({
+    requiredLimits: {
+      maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
+      maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+      maxBufferSize: l.maxBufferSize,
+    },
+  });
+}
+
 export class WebGPUExecutor {
   private readonly tensors = new Map<string, Stored>();
   private readonly pipelines = new Map<string, Promise<GPUComputePipeline>>();

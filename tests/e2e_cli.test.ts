@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { rng } from '../runtime/random.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const DLC = join(ROOT, 'bin', 'dlc.js');
@@ -251,17 +252,6 @@ describe.concurrent('dlc compile', () => {
 
 // ---------------------------------------------------------------- dlc train --json
 
-/** A seeded uniform [0, 1) generator (mulberry32). */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Two Gaussian-ish blobs, linearly separable with a margin: label = [x0 + 0.5 x1 > 0.3]. */
 function blobs(n: number, seed: number): { x: number[][]; y: number[] } {

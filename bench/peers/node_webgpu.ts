@@ -16,6 +16,8 @@
  *   is unset and that file exists, it is set here before Dawn starts.
  */
 
+import { requestDevice } from "../../runtime/webgpu.ts";
+
 const SWIFTSHADER_ICD = "/usr/lib/chromium/vk_swiftshader_icd.json";
 
 let pending: Promise<GPU> | null = null;
@@ -68,14 +70,7 @@ export async function nodeGpuDevice(): Promise<GPUDevice> {
   const gpu = await ensureNodeWebGPU();
   const adapter = await gpu.requestAdapter();
   if (!adapter) throw new Error("no WebGPU adapter (navigator.gpu.requestAdapter() returned null)");
-  const l = adapter.limits;
-  return adapter.requestDevice({
-    requiredLimits: {
-      maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
-      maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
-      maxBufferSize: l.maxBufferSize,
-    },
-  });
+  return requestDevice(adapter);
 }
 
 /** Human-readable description of the adapter Dawn would hand out (or null). */

@@ -95,17 +95,8 @@ export function expectClose(actual: Tensor, expected: Tensor, { rtol = 1e-5, ato
 
 // ---------------------------------------------------------------- gradient check
 
-/** A seeded uniform [0, 1) generator (mulberry32). */
-export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { rng } from '../../runtime/random.ts';
+export { rng };
 
 /** A seeded f32 tensor, uniform in [min, max). */
 export function randomTensor(shape: readonly number[], seed: number, { min = -1, max = 1 } = {}): Tensor {
