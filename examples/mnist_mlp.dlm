@@ -1,10 +1,12 @@
-# examples/mnist_mlp.dlm — a two-hidden-layer perceptron for MNIST
+# examples/mnist_mlp.dlm — a two-hidden-layer perceptron for MNIST. Its layers start from Glorot
+# (Xavier) uniform weights, TensorFlow.js's default for dense layers, so it trains the same recipe
+# as the peers in bench/.
 model mnist_mlp {
   input x: f32[B, 784]  # B is a symbolic dimension, bound at run time
   input y: i32[B]  # class labels 0..9
 
-  h = x |> dense(256) |> relu |> dense(128) |> relu
-  logits = dense(h, 10)
+  h = x |> dense(256, init: xavier_uniform) |> relu |> dense(128, init: xavier_uniform) |> relu
+  logits = dense(h, 10, init: xavier_uniform)
 
   output probs = softmax(logits)
   output pred = argmax(logits, axis: -1)
