@@ -173,7 +173,7 @@ model   mnist_mlp{
     batch      64
     epochs     3    # a few
     shuffle    true
-    seed       7
+    seed       1
     # more settings could go here
   }
 }
@@ -199,7 +199,7 @@ model mnist_mlp {
     batch 64
     epochs 3  # a few
     shuffle true
-    seed 7
+    seed 1
     # more settings could go here
   }
 }
