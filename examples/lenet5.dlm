@@ -21,6 +21,6 @@ model lenet5 {
     regularize l2(1e-4) on weights
     batch 32
     epochs 10
-    seed 7
+    seed 2
   }
 }
