@@ -3,32 +3,17 @@
 // each came from; "did you mean"; one-line errors for usage and data mistakes (never a stack
 // trace); the bundle `dlc compile` writes; and `dlc train --json` on .json and .csv data.
 
-import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { rng } from '../runtime/random.ts';
+import { dlc, type Run } from './support/cli.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const DLC = join(ROOT, 'bin', 'dlc.js');
 const fixture = (name: string) => join(ROOT, 'tests', 'fixtures', name);
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function dlc(...args: string[]): Promise<Run> {
-  return new Promise((done) => {
-    execFile(process.execPath, [DLC, ...args], { cwd: ROOT, timeout: 90_000, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
-      const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
-      done({ code, stdout, stderr });
-    });
-  });
-}
 
 /** No JavaScript stack trace or raw exception in what the user sees. */
 function expectNoStackTrace(text: string): void {

@@ -1,11 +1,9 @@
 // The canonical printer against the parser, on random well-formed ASTs (tests/support/ast_arb.ts),
 // and `dlc fmt` as a user runs it.
 
-import { execFile } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import type * as A from '../compiler/ast/nodes.ts';
@@ -13,6 +11,7 @@ import { format } from '../compiler/diagnostics.ts';
 import { parse, print, stripSpans } from '../grammar/index.ts';
 import { lexer } from '../grammar/tokens.ts';
 import { FILE, program } from './support/ast_arb.ts';
+import { dlcIn } from './support/cli.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 
@@ -138,19 +137,10 @@ describe('print and parse on random ASTs', () => {
 });
 
 // ---------- dlc fmt ----------
-const run = promisify(execFile);
 const work = mkdtempSync(join(tmpdir(), 'dlc-fmt-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-async function dlc(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [join(ROOT, 'bin/dlc.js'), ...args], { cwd: work });
-    return { code: 0, stdout, stderr };
-  } catch (e) {
-    const x = e as { code: number; stdout: string; stderr: string };
-    return { code: x.code, stdout: x.stdout, stderr: x.stderr };
-  }
-}
+const dlc = (...args: string[]) => dlcIn(work, ...args);
 
 /** examples/mnist_mlp.dlm laid out badly, with comments in every place a comment can go. */
 const MESSY = `# examples/mnist_mlp.dlm — a two-hidden-layer perceptron for MNIST

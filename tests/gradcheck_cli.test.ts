@@ -3,24 +3,15 @@
 // MNIST MLP is all good, a model sitting on relu and abs kinks is at worst suspicious, and a model
 // whose compiled gradient is really wrong at a tie fails with exit code 1.
 
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { band, checkDirection, checkPoint, merge, relativeError, worst, type GradcheckReport, type Objective } from '../cli/gradcheck.ts';
 import { rng } from '../runtime/random.ts';
+import { dlc } from './support/cli.ts';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
-function dlc(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((done) => {
-    execFile(process.execPath, [join(ROOT, 'bin', 'dlc.js'), ...args], { cwd: ROOT, timeout: 60_000, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
-      done({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr });
-    });
-  });
-}
 
 describe('verdict logic', () => {
   it('puts relative errors in the CS231n bands', () => {

@@ -2,11 +2,9 @@
 // rewrites, the verifier, the IR printer, the pipeline on every example model (verified after each
 // pass), and `dlc compile --dump/--stats` and `dlc graph`.
 
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import * as b from '../compiler/ir/build.ts';
 import { make, type Node } from '../compiler/ir/node.ts';
@@ -21,6 +19,7 @@ import { passNames, passes, runPipeline, type Pass } from '../compiler/passes/pi
 import { VerifyError, verify, verifyProblems } from '../compiler/passes/verify.ts';
 import type { Tensor } from '../compiler/ops/types.ts';
 import { evalCpu, expectClose } from './support/harness.ts';
+import { dlc } from './support/cli.ts';
 
 const graph = (...nodes: Node[]): Graph => ({ outputs: nodes.map((node, i) => ({ name: `out${i}`, node })), updates: [] });
 const after = (p: Pass | readonly Pass[], ...nodes: Node[]): Node[] => runPipeline(graph(...nodes), { passes: 'run' in p ? [p] : p, verify: true }).outputs.map((o) => o.node);
@@ -220,15 +219,8 @@ describe('the pipeline', () => {
 });
 
 describe('dlc compile --dump / --stats, dlc graph', () => {
-  const ROOT = fileURLToPath(new URL('..', import.meta.url));
   const dir = mkdtempSync(join(tmpdir(), 'dlc-passes-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
-  const dlc = (...args: string[]) =>
-    new Promise<{ code: number; stdout: string; stderr: string }>((done) =>
-      execFile(process.execPath, [join(ROOT, 'bin', 'dlc.js'), ...args], { cwd: ROOT, timeout: 90_000, maxBuffer: 16 << 20 }, (err, stdout, stderr) =>
-        done({ code: err ? Number(err.code ?? -1) : 0, stdout, stderr }),
-      ),
-    );
 
   it('prints a program after a pass, and the costs', async () => {
     const r = await dlc('compile', 'examples/mnist_mlp.dlm', '-o', join(dir, 'b'), '--dump', 'fuse', '--program', 'train', '--stats');

@@ -3,7 +3,6 @@
 // maximized values, the best epoch restored), reduce_on_plateau, and `dlc train`'s --save,
 // --resume, --val-split, --curves, --plot and --compare end to end.
 
-import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -19,9 +18,9 @@ import { rng } from '../runtime/random.ts';
 import { checkOutputPath, readCheckpointFile, removeStaleTemps, trainExtra, writeFileAtomic } from '../cli/checkpoint.ts';
 import { plotKind } from '../cli/plot.ts';
 import { epochOrder, fit, lowerIsBetter, parseWatch, splitValidation, type EpochStats, type FitOptions, type FitState } from '../runtime/train.ts';
+import { dlc, type Run } from './support/cli.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const DLC = join(ROOT, 'bin', 'dlc.js');
 const tmp = mkdtempSync(join(tmpdir(), 'dlc-training-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
@@ -263,19 +262,6 @@ describe('early stopping and reduce_on_plateau', () => {
 
 // ---------------------------------------------------------------- the command line
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function dlc(...args: string[]): Promise<Run> {
-  return new Promise((done) => {
-    execFile(process.execPath, [DLC, ...args], { cwd: ROOT, timeout: 90_000, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
-      done({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr });
-    });
-  });
-}
 
 const events = (stdout: string) => stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown> & { event: string });
 
