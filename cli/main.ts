@@ -381,6 +381,19 @@ program
   });
 
 program
+  .command('export')
+  .argument('<file>', 'a .dlm model')
+  .requiredOption('--onnx <file>', 'write the inference graph (the predict program) as an ONNX model, opset 18')
+  .option('--checkpoint <ckpt>', 'the weights: a checkpoint of dlc train --save (default: the seed\'s initial weights)')
+  .description('export the model with its weights, to run on ONNX Runtime')
+  .action(async (file: string, o: { onnx: string; checkpoint?: string }) => {
+    const { compileForExport, exportCommand } = await import('./export.ts');
+    const r = compileForExport(modelFile(file));
+    if (!report(r) || !r.manifest) process.exit(1);
+    await exportCommand(r.manifest, o);
+  });
+
+program
   .command('gradcheck')
   .argument('<file>', 'a .dlm model')
   .option('--data <source>', "draw each batch from 'mnist' or a .json/.csv file (default: random inputs)")
