@@ -70,34 +70,41 @@ describe('examples/web in headless Chromium', () => {
     expect(await page.textContent('#accuracy')).toMatch(/^\d+\.\d% \(at step \d+\)$/);
   });
 
-  /** Strokes through `points` (in the 280×280 pad's pixels), then lets go. */
+  /** Strokes (each a list of points in the 280×280 pad's pixels) drawn with the mouse. */
   async function draw(strokes: [number, number][][]): Promise<string> {
+    await page.click('#clear');
+    expect(await page.textContent('#digit')).toBe('');
     const pad = (await page.locator('#pad').boundingBox())!;
     for (const points of strokes) {
       await page.mouse.move(pad.x + points[0][0], pad.y + points[0][1]);
       await page.mouse.down();
-      for (const [x, y] of points.slice(1)) await page.mouse.move(pad.x + x, pad.y + y, { steps: 4 });
+      for (const [x, y] of points.slice(1)) await page.mouse.move(pad.x + x, pad.y + y, { steps: 8 });
       await page.mouse.up();
     }
     await page.waitForFunction(() => document.getElementById('digit')!.textContent !== '');
     return (await page.textContent('#digit'))!;
   }
-  const circle = (cx: number, cy: number, rx: number, ry: number) =>
+  const ellipse = (cx: number, cy: number, rx: number, ry: number) =>
     Array.from({ length: 25 }, (_, i): [number, number] => [cx + rx * Math.sin((i / 24) * 2 * Math.PI), cy - ry * Math.cos((i / 24) * 2 * Math.PI)]);
+  const DIGITS: Record<string, [number, number][][]> = {
+    '1': [[[140, 40], [140, 240]]],
+    '0': [ellipse(140, 140, 60, 90)],
+    '7': [[[70, 50], [210, 50], [120, 240]]],
+    '2': [[[80, 90], [110, 50], [170, 50], [200, 90], [190, 140], [80, 240], [210, 240]]],
+    '4': [[[160, 40], [80, 170], [210, 170]], [[170, 100], [170, 250]]],
+  };
 
   it('classifies digits drawn with the mouse', async () => {
-    expect(await draw([[[140, 40], [140, 240]]])).toBe('1');
-    const bars = await page.locator('#probs .bar').count();
-    expect(bars).toBe(10);
-    // What the model saw: a 28×28 MNIST-like image, the stroke centered.
+    for (const [digit, strokes] of Object.entries(DIGITS)) expect(await draw(strokes), `the drawn ${digit}`).toBe(digit);
+    expect(await page.locator('#probs .bar').count()).toBe(10);
+    // What the model saw: a 28×28 MNIST-like image, white on black, the digit in the middle.
+    expect(await draw(DIGITS['1'])).toBe('1');
     const seen = await page.evaluate(() => Array.from(document.querySelector<HTMLCanvasElement>('#small')!.getContext('2d')!.getImageData(0, 0, 28, 28).data.filter((_, i) => i % 4 === 0)));
     expect(seen.filter((v) => v > 0).length).toBeGreaterThan(20);
     expect(seen[14 * 28 + 14]).toBeGreaterThan(128);
-    expect(seen[0]).toBe(0);
+    for (let i = 0; i < 28; i++) expect([seen[i], seen[27 * 28 + i], seen[i * 28], seen[i * 28 + 27]]).toEqual([0, 0, 0, 0]); // empty edges: MNIST digits sit in a 20×20 box
 
-    await page.click('#clear');
-    expect(await page.textContent('#digit')).toBe('');
-    expect(await draw([circle(140, 140, 60, 90)])).toBe('0');
+    expect(await draw(DIGITS['4'])).toBe('4');
     mkdirSync(join(ROOT, 'out'), { recursive: true });
     await page.screenshot({ path: SCREENSHOT, fullPage: true });
     expect(log.filter((l) => /^(error|pageerror)/.test(l))).toEqual([]);
