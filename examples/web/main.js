@@ -137,7 +137,11 @@ async function main() {
 
   // One model call at a time: drawing may ask for a prediction in the middle of a training step.
   let queue = Promise.resolve();
-  const exclusive = (fn) => (queue = queue.then(fn));
+  const exclusive = (fn) => {
+    const run = queue.then(fn);
+    queue = run.catch(() => {}); // a failed call is reported by its caller, and does not block the rest
+    return run;
+  };
 
   // smooth: an exponential moving average of the loss, debiased so it starts at the first losses.
   const state = { losses: [], smooth: [], evals: [], running: false };
@@ -176,23 +180,24 @@ async function main() {
     showPrediction(probs.data);
   };
   clear();
+  // A pen about as wide, relative to the digit, as MNIST's strokes.
   let last = null;
-  pad.addEventListener('pointerdown', (e) => {
-    pad.setPointerCapture(e.pointerId);
-    last = [e.offsetX, e.offsetY];
-  });
-  pad.addEventListener('pointermove', (e) => {
-    if (!last) return;
-    Object.assign(pen, { strokeStyle: '#fff', lineWidth: 22, lineCap: 'round', lineJoin: 'round' });
+  const penTo = (e) => {
+    Object.assign(pen, { strokeStyle: '#fff', lineWidth: 22, lineCap: 'round' });
     pen.beginPath();
-    pen.moveTo(...last);
+    pen.moveTo(...(last ?? [e.offsetX, e.offsetY]));
     pen.lineTo(e.offsetX, e.offsetY);
     pen.stroke();
     last = [e.offsetX, e.offsetY];
+  };
+  pad.addEventListener('pointerdown', (e) => {
+    pad.setPointerCapture(e.pointerId);
+    penTo(e);
   });
+  pad.addEventListener('pointermove', (e) => last && penTo(e));
   pad.addEventListener('pointerup', () => {
     last = null;
-    predict();
+    predict().catch(fail);
   });
   $('clear').addEventListener('click', clear);
 
