@@ -2,15 +2,32 @@
 // model's manifest in one self-contained ES module, with typings for its inputs and outputs.
 
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import type { Manifest, TensorSpec } from '../../runtime/program.ts';
 
 const ENTRY = fileURLToPath(new URL('../../runtime/bundle_entry.ts', import.meta.url));
+const KERNELS = fileURLToPath(new URL('../../runtime/cpu_kernels.ts', import.meta.url));
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
-/** model.js as text: esbuild bundles the runtime with the manifest inlined. */
+/** The ops whose CPU kernels `m`'s programs run (leaves have none). */
+export function kernelOps(m: Manifest): string[] {
+  const used = new Set(Object.values(m.programs).flatMap((p) => p.nodes.map((n) => n.op)));
+  return [...used].filter((op) => op !== 'arg' && op !== 'const').sort();
+}
+
+/**
+ * model.js as text: esbuild bundles the runtime with two modules made here, `dlc:manifest` (the
+ * manifest) and `dlc:kernels` (the CPU kernels of the ops the programs use, re-exported by name
+ * from runtime/cpu_kernels.ts). dlc's sources have no side effects at load time, which lets
+ * esbuild drop every module and statement the entry does not reach.
+ */
 export async function bundleJs(manifest: Manifest, minify = false): Promise<string> {
+  const virtual: Record<string, { contents: string; loader: 'json' | 'js' }> = {
+    manifest: { contents: JSON.stringify(manifest), loader: 'json' },
+    kernels: { contents: `export { ${kernelOps(manifest).join(', ')} } from ${JSON.stringify(KERNELS)};`, loader: 'js' },
+  };
   const r = await build({
     entryPoints: [ENTRY],
     bundle: true,
@@ -22,10 +39,11 @@ export async function bundleJs(manifest: Manifest, minify = false): Promise<stri
     legalComments: 'none',
     plugins: [
       {
-        name: 'dlc-manifest',
+        name: 'dlc-virtual',
         setup(b) {
-          b.onResolve({ filter: /^dlc:manifest$/ }, () => ({ path: 'manifest', namespace: 'dlc' }));
-          b.onLoad({ filter: /.*/, namespace: 'dlc' }, () => ({ contents: JSON.stringify(manifest), loader: 'json' }));
+          b.onResolve({ filter: /^dlc:/ }, (a) => ({ path: a.path.slice(4), namespace: 'dlc' }));
+          b.onLoad({ filter: /.*/, namespace: 'dlc' }, (a) => ({ ...virtual[a.path], resolveDir: ROOT }));
+          b.onResolve({ filter: /\.ts$/ }, (a) => ({ path: resolve(a.resolveDir, a.path), sideEffects: false }));
         },
       },
     ],

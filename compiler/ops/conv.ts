@@ -15,7 +15,7 @@
 
 import { conv2d, conv2dBackpropFilter, conv2dBackpropInput } from '../ir/build.ts';
 import { ShapeError, shapeStr, type Attrs, type Dim, type Node, type Shape } from '../ir/node.ts';
-import type { KernelSig, KernelSource, OpDef } from './types.ts';
+import type { CpuKernel, KernelSig, KernelSource, OpDef } from './types.ts';
 import { MAIN } from './elementwise.ts';
 
 // ---------------------------------------------------------------- attributes
@@ -340,6 +340,68 @@ const opts = (attrs: Attrs): ConvOpts => attrs as ConvOpts;
 const imageSize = (x: Node): number[] => [x.shape[1] as number, x.shape[2] as number];
 const filterSize = (w: Node): number[] => [w.shape[0] as number, w.shape[1] as number];
 
+export const conv2dCpu: CpuKernel = ([x, w], attrs, out, ctx) => {
+  const g = geom(x.shape, w.shape, out.shape, attrs);
+  const { B, H, W, C, OH, OW, Cg, Fg, G, F } = g;
+  const { start, xo, wo } = tapTable(g);
+  const X = x.data, Wt = w.data;
+  const res = new ctx.float(out.shape.reduce((p, d) => p * d, 1));
+  for (let b = 0, ob = 0; b < B; b++)
+    for (let p = 0; p < OH * OW; p++, ob += F)
+      for (let t = start[p]; t < start[p + 1]; t++) {
+        const xb = b * H * W * C + xo[t], wb = wo[t];
+        for (let gi = 0; gi < G; gi++)
+          for (let c = 0; c < Cg; c++) {
+            const xv = X[xb + gi * Cg + c];
+            const wr = wb + c * F + gi * Fg, orow = ob + gi * Fg;
+            for (let f = 0; f < Fg; f++) res[orow + f] += xv * Wt[wr + f];
+          }
+      }
+  return res;
+};
+
+// Scatter: each (output pixel, tap) adds Σ_f dy·w to one row of dx.
+export const conv2dBackpropInputCpu: CpuKernel = ([dy, w], attrs, out, ctx) => {
+  const g = geom(out.shape, w.shape, dy.shape, attrs);
+  const { B, H, W, C, OH, OW, Cg, Fg, G, F } = g;
+  const { start, xo, wo } = tapTable(g);
+  const D = dy.data, Wt = w.data;
+  const res = new ctx.float(out.shape.reduce((p, d) => p * d, 1));
+  for (let b = 0, ob = 0; b < B; b++)
+    for (let p = 0; p < OH * OW; p++, ob += F)
+      for (let t = start[p]; t < start[p + 1]; t++) {
+        const xb = b * H * W * C + xo[t], wb = wo[t];
+        for (let gi = 0; gi < G; gi++)
+          for (let c = 0; c < Cg; c++) {
+            const wr = wb + c * F + gi * Fg, drow = ob + gi * Fg;
+            let s = 0;
+            for (let f = 0; f < Fg; f++) s += D[drow + f] * Wt[wr + f];
+            res[xb + gi * Cg + c] += s;
+          }
+      }
+  return res;
+};
+
+export const conv2dBackpropFilterCpu: CpuKernel = ([x, dy], attrs, out, ctx) => {
+  const g = geom(x.shape, out.shape, dy.shape, attrs);
+  const { B, H, W, C, OH, OW, Cg, Fg, G, F } = g;
+  const { start, xo, wo } = tapTable(g);
+  const X = x.data, D = dy.data;
+  const res = new ctx.float(out.shape.reduce((p, d) => p * d, 1));
+  for (let b = 0, ob = 0; b < B; b++)
+    for (let p = 0; p < OH * OW; p++, ob += F)
+      for (let t = start[p]; t < start[p + 1]; t++) {
+        const xb = b * H * W * C + xo[t], wb = wo[t];
+        for (let gi = 0; gi < G; gi++)
+          for (let c = 0; c < Cg; c++) {
+            const xv = X[xb + gi * Cg + c];
+            const wr = wb + c * F + gi * Fg, drow = ob + gi * Fg;
+            for (let f = 0; f < Fg; f++) res[wr + f] += xv * D[drow + f];
+          }
+      }
+  return res;
+};
+
 export const convOps = {
   conv2d: {
     shape([x, w, ...rest], attrs) {
@@ -355,25 +417,7 @@ export const convOps = {
       const o = opts(node.attrs);
       return [conv2dBackpropInput(ct, w, o, imageSize(x)), conv2dBackpropFilter(x, ct, o, filterSize(w))];
     },
-    cpu([x, w], attrs, out, ctx) {
-      const g = geom(x.shape, w.shape, out.shape, attrs);
-      const { B, H, W, C, OH, OW, Cg, Fg, G, F } = g;
-      const { start, xo, wo } = tapTable(g);
-      const X = x.data, Wt = w.data;
-      const res = new ctx.float(out.shape.reduce((p, d) => p * d, 1));
-      for (let b = 0, ob = 0; b < B; b++)
-        for (let p = 0; p < OH * OW; p++, ob += F)
-          for (let t = start[p]; t < start[p + 1]; t++) {
-            const xb = b * H * W * C + xo[t], wb = wo[t];
-            for (let gi = 0; gi < G; gi++)
-              for (let c = 0; c < Cg; c++) {
-                const xv = X[xb + gi * Cg + c];
-                const wr = wb + c * F + gi * Fg, orow = ob + gi * Fg;
-                for (let f = 0; f < Fg; f++) res[orow + f] += xv * Wt[wr + f];
-              }
-          }
-      return res;
-    },
+    cpu: conv2dCpu,
     wgsl: wgslForward,
   },
 
@@ -395,27 +439,7 @@ export const convOps = {
       const o = opts(node.attrs);
       return [conv2d(ct, w, o), conv2dBackpropFilter(ct, dy, o, filterSize(w))];
     },
-    // Scatter: each (output pixel, tap) adds Σ_f dy·w to one row of dx.
-    cpu([dy, w], attrs, out, ctx) {
-      const g = geom(out.shape, w.shape, dy.shape, attrs);
-      const { B, H, W, C, OH, OW, Cg, Fg, G, F } = g;
-      const { start, xo, wo } = tapTable(g);
-      const D = dy.data, Wt = w.data;
-      const res = new ctx.float(out.shape.reduce((p, d) => p * d, 1));
-      for (let b = 0, ob = 0; b < B; b++)
-        for (let p = 0; p < OH * OW; p++, ob += F)
-          for (let t = start[p]; t < start[p + 1]; t++) {
-            const xb = b * H * W * C + xo[t], wb = wo[t];
-            for (let gi = 0; gi < G; gi++)
-              for (let c = 0; c < Cg; c++) {
-                const wr = wb + c * F + gi * Fg, drow = ob + gi * Fg;
-                let s = 0;
-                for (let f = 0; f < Fg; f++) s += D[drow + f] * Wt[wr + f];
-                res[xb + gi * Cg + c] += s;
-              }
-          }
-      return res;
-    },
+    cpu: conv2dBackpropInputCpu,
     wgsl: wgslBackpropInput,
   },
 
@@ -437,25 +461,7 @@ export const convOps = {
       const o = opts(node.attrs);
       return [conv2dBackpropInput(dy, ct, o, imageSize(x)), conv2d(x, ct, o)];
     },
-    cpu([x, dy], attrs, out, ctx) {
-      const g = geom(x.shape, out.shape, dy.shape, attrs);
-      const { B, H, W, C, OH, OW, Cg, Fg, G, F } = g;
-      const { start, xo, wo } = tapTable(g);
-      const X = x.data, D = dy.data;
-      const res = new ctx.float(out.shape.reduce((p, d) => p * d, 1));
-      for (let b = 0, ob = 0; b < B; b++)
-        for (let p = 0; p < OH * OW; p++, ob += F)
-          for (let t = start[p]; t < start[p + 1]; t++) {
-            const xb = b * H * W * C + xo[t], wb = wo[t];
-            for (let gi = 0; gi < G; gi++)
-              for (let c = 0; c < Cg; c++) {
-                const xv = X[xb + gi * Cg + c];
-                const wr = wb + c * F + gi * Fg, drow = ob + gi * Fg;
-                for (let f = 0; f < Fg; f++) res[wr + f] += xv * D[drow + f];
-              }
-          }
-      return res;
-    },
+    cpu: conv2dBackpropFilterCpu,
     wgsl: wgslBackpropFilter,
   },
 } satisfies Record<string, OpDef>;

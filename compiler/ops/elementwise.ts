@@ -27,6 +27,12 @@ export function alloc(dtype: DType, n: number, ctx: CpuCtx): TypedArray {
 
 export const numel = (shape: readonly number[]): number => shape.reduce((p, d) => p * d, 1);
 
+/** `o` with `f` applied to each value. (Tables built with it are marked pure, so that one nothing
+ *  uses leaves a bundle.) */
+export function mapValues<K extends string, V, W>(o: Readonly<Record<K, V>>, f: (v: V, k: K) => W): Record<K, W> {
+  return Object.fromEntries(Object.entries(o).map(([k, v]) => [k, f(v as V, k as K)])) as Record<K, W>;
+}
+
 /** Strides for reading a tensor of `shape` at the multi-indices of the broadcast shape `full`:
  *  0 on stretched (size-1) and missing leading axes. */
 export function broadcastStrides(shape: readonly number[], full: readonly number[]): number[] {
@@ -54,7 +60,7 @@ export function boxOffsets(dims: readonly number[], strides: readonly number[]):
 export const WGSL_BITS = 'fn bits_f32(b: u32) -> f32 { return bitcast<f32>(b); }';
 
 /** A WGSL literal of `dtype`; infinities and NaN call `bits_f32` (WGSL_BITS). */
-export function wgslLiteral(v: number, dtype: DType): string {
+/* @__NO_SIDE_EFFECTS__ */ export function wgslLiteral(v: number, dtype: DType): string {
   if (dtype !== 'f32') return `i32(${Number.isNaN(v) ? 0 : Math.max(-2147483648, Math.min(2147483647, Math.trunc(v)))})`;
   if (Number.isNaN(v)) return 'bits_f32(0x7fc00000u)';
   if (!Number.isFinite(v)) return `bits_f32(${v > 0 ? '0x7f800000u' : '0xff800000u'})`;
@@ -124,11 +130,17 @@ function mapBroadcast(f: Scalar, ins: readonly Tensor[], shape: readonly number[
  *  logic bool→bool; select (bool, T, T)→T; cast any→attrs.to. */
 type Typing = 'float' | 'num' | 'cmp' | 'logic' | 'select' | 'cast';
 
-export interface Row {
+type Kind = UnaryKind | BinaryKind | 'select';
+
+/** The CPU half of a row: all that CPU kernels (this file's and fused ones) need. */
+export interface ScalarRow {
   arity: 1 | 2 | 3;
   typing: Typing;
   /** The scalar function for operands of dtype `t` (the value operands') giving dtype `to`. */
   cpu(t: DType, to: DType): Scalar;
+}
+
+export interface Row extends ScalarRow {
   /** The WGSL expression over operand expressions `x`. */
   wgsl(x: string[], t: DType, to: DType): string;
   /** WGSL functions the expression calls. */
@@ -138,7 +150,7 @@ export interface Row {
 }
 
 /** The same scalar function for every dtype, or an override for i32 operands. */
-const fn = (f: Scalar, int: Scalar = f) => (t: DType) => (t === 'i32' ? int : f);
+const fn = /* @__NO_SIDE_EFFECTS__ */ (f: Scalar, int: Scalar = f) => (t: DType) => (t === 'i32' ? int : f);
 const none = (x: readonly Node[]) => x.map(() => null);
 const zero = () => b.constant(0);
 const ge = (p: Node, q: Node) => b.binary('ge', p, q);
@@ -175,57 +187,89 @@ const castTo: Record<DType, Scalar> = {
   bool: (a) => (a !== 0 ? 1 : 0),
 };
 
-const unary = (typing: Typing, cpu: Row['cpu'], wgsl: (a: string, t: DType, to: DType) => string, vjp: Row['vjp'], fns?: string): Row =>
-  ({ arity: 1, typing, cpu, wgsl: ([a], t, to) => wgsl(a, t, to), vjp, fns });
-const binary = (typing: Typing, cpu: Row['cpu'], wgsl: (a: string, b: string, t: DType) => string, vjp: Row['vjp'], fns?: string): Row =>
-  ({ arity: 2, typing, cpu, wgsl: ([a, c], t) => wgsl(a, c, t), vjp, fns });
-const compare = (cpu: (a: number, b: number) => boolean, op: string): Row =>
-  binary('cmp', () => (a, c) => (cpu(a, c) ? 1 : 0), (a, c) => `i32(${a} ${op} ${c})`, none);
+const s1 = /* @__NO_SIDE_EFFECTS__ */ (typing: Typing, cpu: ScalarRow['cpu']): ScalarRow => ({ arity: 1, typing, cpu });
+const s2 = /* @__NO_SIDE_EFFECTS__ */ (typing: Typing, cpu: ScalarRow['cpu']): ScalarRow => ({ arity: 2, typing, cpu });
+const cmp = /* @__NO_SIDE_EFFECTS__ */ (f: (a: number, b: number) => boolean) => s2('cmp', () => (a, c) => (f(a, c) ? 1 : 0));
 
-const rows: Record<UnaryKind | BinaryKind | 'select', Row> = {
-  neg: unary('num', fn((a) => -a), (a) => `-(${a})`, (_, __, ct) => [b.neg(ct)]),
-  exp: unary('float', fn(Math.exp), (a) => `exp(${a})`, (_, y, ct) => [b.mul(ct, y)]),
-  log: unary('float', fn(Math.log), (a) => `log(${a})`, ([x], _, ct) => [b.div(ct, x)]),
-  sqrt: unary('float', fn(Math.sqrt), (a) => `sqrt(${a})`, (_, y, ct) => [b.div(ct, b.mul(b.constant(2), y))]),
-  abs: unary('num', fn(Math.abs), (a) => `abs(${a})`, ([x], _, ct) => [b.mul(ct, b.sign(x))]),
-  sin: unary('float', fn(Math.sin), (a) => `sin(${a})`, ([x], _, ct) => [b.mul(ct, b.cos(x))]),
-  cos: unary('float', fn(Math.cos), (a) => `cos(${a})`, ([x], _, ct) => [b.neg(b.mul(ct, b.sin(x)))]),
-  floor: unary('float', fn(Math.floor), (a) => `floor(${a})`, none), // zero gradient almost everywhere
-  sign: unary('num', fn(Math.sign), (a) => `sign(${a})`, none), // zero gradient almost everywhere
-  not: unary('logic', fn((a) => a ^ 1), (a) => `(${a} ^ 1)`, none),
-  cast: unary('cast', (_, to) => castTo[to], (a, t, to) => (to === 'bool' ? `i32(${a} != ${wgslLiteral(0, t)})` : `${to}(${a})`),
+/** The CPU half of the table, apart from the WGSL and VJP half below so that a bundle's CPU
+ *  kernels carry no compiler code (IR builders, WGSL templates). */
+export const scalarRows: Readonly<Record<Kind, ScalarRow>> = {
+  neg: s1('num', fn((a) => -a)),
+  exp: s1('float', fn(Math.exp)),
+  log: s1('float', fn(Math.log)),
+  sqrt: s1('float', fn(Math.sqrt)),
+  abs: s1('num', fn(Math.abs)),
+  sin: s1('float', fn(Math.sin)),
+  cos: s1('float', fn(Math.cos)),
+  floor: s1('float', fn(Math.floor)),
+  sign: s1('num', fn(Math.sign)),
+  not: s1('logic', fn((a) => a ^ 1)),
+  cast: s1('cast', (_, to) => castTo[to]),
+
+  add: s2('num', fn((a, c) => a + c)),
+  sub: s2('num', fn((a, c) => a - c)),
+  mul: s2('num', fn((a, c) => a * c, Math.imul)),
+  div: s2('num', fn((a, c) => a / c, (a, c) => (c === 0 ? a : Math.trunc(a / c)))),
+  pow: s2('num', fn(Math.pow, ipow)),
+  max: s2('num', fn((a, c) => Math.max(a, c))),
+  min: s2('num', fn((a, c) => Math.min(a, c))),
+
+  eq: cmp((a, c) => a === c),
+  ne: cmp((a, c) => a !== c),
+  lt: cmp((a, c) => a < c),
+  le: cmp((a, c) => a <= c),
+  gt: cmp((a, c) => a > c),
+  ge: cmp((a, c) => a >= c),
+  and: s2('logic', fn((a, c) => a & c)),
+  or: s2('logic', fn((a, c) => a | c)),
+
+  select: { arity: 3, typing: 'select', cpu: () => (c, p, q) => (c !== 0 ? p : q) },
+};
+
+const row = /* @__NO_SIDE_EFFECTS__ */ (op: Kind, wgsl: Row['wgsl'], vjp: Row['vjp'], fns?: string): Row => ({ ...scalarRows[op], wgsl, vjp, fns });
+const unary = /* @__NO_SIDE_EFFECTS__ */ (op: Kind, wgsl: (a: string, t: DType, to: DType) => string, vjp: Row['vjp'], fns?: string): Row =>
+  row(op, ([a], t, to) => wgsl(a, t, to), vjp, fns);
+const binary = /* @__NO_SIDE_EFFECTS__ */ (op: Kind, wgsl: (a: string, b: string, t: DType) => string, vjp: Row['vjp'], fns?: string): Row =>
+  row(op, ([a, c], t) => wgsl(a, c, t), vjp, fns);
+const compare = /* @__NO_SIDE_EFFECTS__ */ (op: Kind, sym: string): Row => binary(op, (a, c) => `i32(${a} ${sym} ${c})`, none);
+
+const rows: Record<Kind, Row> = {
+  neg: unary('neg', (a) => `-(${a})`, (_, __, ct) => [b.neg(ct)]),
+  exp: unary('exp', (a) => `exp(${a})`, (_, y, ct) => [b.mul(ct, y)]),
+  log: unary('log', (a) => `log(${a})`, ([x], _, ct) => [b.div(ct, x)]),
+  sqrt: unary('sqrt', (a) => `sqrt(${a})`, (_, y, ct) => [b.div(ct, b.mul(b.constant(2), y))]),
+  abs: unary('abs', (a) => `abs(${a})`, ([x], _, ct) => [b.mul(ct, b.sign(x))]),
+  sin: unary('sin', (a) => `sin(${a})`, ([x], _, ct) => [b.mul(ct, b.cos(x))]),
+  cos: unary('cos', (a) => `cos(${a})`, ([x], _, ct) => [b.neg(b.mul(ct, b.sin(x)))]),
+  floor: unary('floor', (a) => `floor(${a})`, none), // zero gradient almost everywhere
+  sign: unary('sign', (a) => `sign(${a})`, none), // zero gradient almost everywhere
+  not: unary('not', (a) => `(${a} ^ 1)`, none),
+  cast: unary('cast', (a, t, to) => (to === 'bool' ? `i32(${a} != ${wgslLiteral(0, t)})` : `${to}(${a})`),
     ([x], y, ct) => [x.dtype === 'f32' && y.dtype === 'f32' ? ct : null]), // only f32 → f32 (which `cast` never builds) has one
 
-  add: binary('num', fn((a, c) => a + c), (a, c) => `${a} + ${c}`, (_, __, ct) => [ct, ct]),
-  sub: binary('num', fn((a, c) => a - c), (a, c) => `${a} - ${c}`, (_, __, ct) => [ct, b.neg(ct)]),
-  mul: binary('num', fn((a, c) => a * c, Math.imul), (a, c) => `${a} * ${c}`, ([p, q], _, ct) => [b.mul(ct, q), b.mul(ct, p)]),
-  div: binary('num', fn((a, c) => a / c, (a, c) => (c === 0 ? a : Math.trunc(a / c))), (a, c) => `${a} / ${c}`,
-    ([, q], y, ct) => [b.div(ct, q), b.neg(b.mul(ct, b.div(y, q)))]),
-  pow: binary('num', fn(Math.pow, ipow), (a, c, t) => `${t === 'i32' ? 'ipow' : 'fpow'}(${a}, ${c})`,
+  add: binary('add', (a, c) => `${a} + ${c}`, (_, __, ct) => [ct, ct]),
+  sub: binary('sub', (a, c) => `${a} - ${c}`, (_, __, ct) => [ct, b.neg(ct)]),
+  mul: binary('mul', (a, c) => `${a} * ${c}`, ([p, q], _, ct) => [b.mul(ct, q), b.mul(ct, p)]),
+  div: binary('div', (a, c) => `${a} / ${c}`, ([, q], y, ct) => [b.div(ct, q), b.neg(b.mul(ct, b.div(y, q)))]),
+  pow: binary('pow', (a, c, t) => `${t === 'i32' ? 'ipow' : 'fpow'}(${a}, ${c})`,
     ([p, q], y, ct) => [
       b.mul(ct, b.mul(q, b.pow(p, b.sub(q, b.constant(1))))),
       b.mul(ct, b.mul(y, b.select(b.binary('gt', p, zero()), b.log(p), zero()))),
     ], POW_FNS),
   // Ties send the whole cotangent to the first operand.
-  max: binary('num', fn((a, c) => Math.max(a, c)), (a, c) => `max(${a}, ${c})`, ([p, q], _, ct) => [b.select(ge(p, q), ct, zero()), b.select(ge(p, q), zero(), ct)]),
-  min: binary('num', fn((a, c) => Math.min(a, c)), (a, c) => `min(${a}, ${c})`, ([p, q], _, ct) => [b.select(le(p, q), ct, zero()), b.select(le(p, q), zero(), ct)]),
+  max: binary('max', (a, c) => `max(${a}, ${c})`, ([p, q], _, ct) => [b.select(ge(p, q), ct, zero()), b.select(ge(p, q), zero(), ct)]),
+  min: binary('min', (a, c) => `min(${a}, ${c})`, ([p, q], _, ct) => [b.select(le(p, q), ct, zero()), b.select(le(p, q), zero(), ct)]),
 
-  eq: compare((a, c) => a === c, '=='),
-  ne: compare((a, c) => a !== c, '!='),
-  lt: compare((a, c) => a < c, '<'),
-  le: compare((a, c) => a <= c, '<='),
-  gt: compare((a, c) => a > c, '>'),
-  ge: compare((a, c) => a >= c, '>='),
-  and: binary('logic', fn((a, c) => a & c), (a, c) => `${a} & ${c}`, none),
-  or: binary('logic', fn((a, c) => a | c), (a, c) => `${a} | ${c}`, none),
+  eq: compare('eq', '=='),
+  ne: compare('ne', '!='),
+  lt: compare('lt', '<'),
+  le: compare('le', '<='),
+  gt: compare('gt', '>'),
+  ge: compare('ge', '>='),
+  and: binary('and', (a, c) => `${a} & ${c}`, none),
+  or: binary('or', (a, c) => `${a} | ${c}`, none),
 
-  select: {
-    arity: 3,
-    typing: 'select',
-    cpu: () => (c, p, q) => (c !== 0 ? p : q),
-    wgsl: ([c, p, q]) => `select(${q}, ${p}, ${c} != 0)`,
-    vjp: ([c], _, ct) => [null, b.select(c, ct, zero()), b.select(c, zero(), ct)],
-  },
+  select: row('select', ([c, p, q]) => `select(${q}, ${p}, ${c} != 0)`, ([c], _, ct) => [null, b.select(c, ct, zero()), b.select(c, zero(), ct)]),
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -261,21 +305,25 @@ export function resultType(op: string, typing: Typing, x: readonly Node[], attrs
 }
 
 /** The value operands' dtype (select's branches, otherwise the first operand). */
-export const valueType = (row: Row, dts: readonly DType[]): DType => dts[row.typing === 'select' ? 1 : 0];
+export const valueType = (row: ScalarRow, dts: readonly DType[]): DType => dts[row.typing === 'select' ? 1 : 0];
 
-function define(op: UnaryKind | BinaryKind | 'select', row: Row): OpDef {
-  const cpu: CpuKernel = (ins, _attrs, out, ctx) => {
-    const data = alloc(out.dtype, numel(out.shape), ctx);
-    mapBroadcast(row.cpu(valueType(row, ins.map((t) => (t.data instanceof Int32Array ? 'i32' : 'f32'))), out.dtype), ins, out.shape, data);
-    return data;
-  };
+const kernel = (row: ScalarRow): CpuKernel => (ins, _attrs, out, ctx) => {
+  const data = alloc(out.dtype, numel(out.shape), ctx);
+  mapBroadcast(row.cpu(valueType(row, ins.map((t) => (t.data instanceof Int32Array ? 'i32' : 'f32'))), out.dtype), ins, out.shape, data);
+  return data;
+};
+
+/** Each op's CPU kernel (runtime/cpu_kernels.ts exports them one by one). */
+export const elementwiseCpu = /* @__PURE__ */ mapValues(scalarRows, kernel);
+
+function define(op: Kind, row: Row): OpDef {
   return {
     shape(inputs, attrs) {
       if (inputs.length !== row.arity) throw new ShapeError(`${op} takes ${row.arity} operand(s), got ${inputs.length}`);
       return { shape: broadcastShapes(inputs.map((n) => n.shape)), dtype: resultType(op, row.typing, inputs, attrs) };
     },
     vjp: (node, ct) => row.vjp(node.inputs, node, ct),
-    cpu,
+    cpu: elementwiseCpu[op],
     wgsl(sig: KernelSig) {
       const R = sig.output.rank;
       const loads = sig.inputs.map((inp, k) => `let x${k} = in${k}[${wgslBroadcastIndex(k, inp.rank, R)}];`);
@@ -293,11 +341,8 @@ ${MAIN} {
   };
 }
 
-/** The table itself: fused kernels (ops/fused.ts) evaluate its rows' scalar functions and WGSL
- *  expressions line by line. */
-export const elementwiseRows: Readonly<Record<UnaryKind | BinaryKind | 'select', Row>> = rows;
+/** The whole table: fused kernels (ops/fused.ts) use its rows' WGSL expressions line by line (and
+ *  scalarRows' functions on the CPU). */
+export const elementwiseRows: Readonly<Record<Kind, Row>> = rows;
 
-export const elementwiseOps = Object.fromEntries(Object.entries(rows).map(([op, row]) => [op, define(op as keyof typeof rows, row)])) as Record<
-  UnaryKind | BinaryKind | 'select',
-  OpDef
->;
+export const elementwiseOps = /* @__PURE__ */ mapValues(rows, (row, op) => define(op, row));

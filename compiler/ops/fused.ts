@@ -21,10 +21,10 @@
 import { ShapeError, broadcastShapes, sameShape, shapeStr, type Attrs, type DType, type Dim, type Node } from '../ir/node.ts';
 import type { CpuCtx, KernelSig, OpDef, Tensor, TypedArray } from './types.ts';
 import {
-  MAIN, WGSL_BITS, alloc, broadcastStrides, elementwiseRows, numel, resultType, valueType, wgslBroadcastIndex, wgslCoords, wgslLiteral,
-  type Row,
+  MAIN, WGSL_BITS, alloc, broadcastStrides, elementwiseRows, numel, resultType, scalarRows, valueType, wgslBroadcastIndex, wgslCoords, wgslLiteral,
+  type ScalarRow,
 } from './elementwise.ts';
-import { reduceOps, reduceRows } from './reduce.ts';
+import { reduceCpu, reduceRows } from './reduce.ts';
 
 /** The most inputs a fused node takes: WebGPU guarantees 8 storage buffers per stage, one is the
  *  output. */
@@ -37,7 +37,8 @@ export type Operand = { kind: 'in'; k: number } | { kind: 'reg'; k: number } | {
 export interface Line {
   /** A row of the elementwise table, or 'size'. */
   op: string;
-  row?: Row;
+  /** The CPU half of the op's row (the WGSL half is elementwiseRows[op]). */
+  row?: ScalarRow;
   /** cast's target dtype. */
   to?: DType;
   /** size's dims. */
@@ -84,7 +85,7 @@ const parsed = new Map<string, FusedProgram>();
 
 /** The dtype of a line without checking it: for CPU kernels, which see i32 and bool inputs alike
  *  (Int32Array) and only need to know f32 from integers. */
-function looseType(row: Row, ts: readonly DType[], to: DType | undefined): DType {
+function looseType(row: ScalarRow, ts: readonly DType[], to: DType | undefined): DType {
   switch (row.typing) {
     case 'float':
       return 'f32';
@@ -123,7 +124,7 @@ export function fusedProgram(code: readonly string[], dtypes: readonly DType[], 
       lines.push({ op, dims, args, dtype: 'f32' });
       continue;
     }
-    const row = Object.hasOwn(elementwiseRows, op) ? elementwiseRows[op as keyof typeof elementwiseRows] : undefined;
+    const row = Object.hasOwn(scalarRows, op) ? scalarRows[op as keyof typeof scalarRows] : undefined;
     if (!row) throw new ShapeError(`fused: unknown op '${op}' in '${text}'`);
     if (args.length !== row.arity) throw new ShapeError(`fused: ${op} takes ${row.arity} operand(s) in '${text}'`);
     if ((op === 'cast') !== (param !== undefined)) throw new ShapeError(`fused: bad line '${text}'`);
@@ -272,13 +273,13 @@ function interpreter(p: FusedProgram, fns: ((a: number, b: number, c: number) =>
   };
 }
 
-function cpuFused(ins: Tensor[], attrs: Attrs, out: { shape: number[]; dtype: DType }, ctx: CpuCtx): TypedArray {
+export function fusedCpu(ins: Tensor[], attrs: Attrs, out: { shape: number[]; dtype: DType }, ctx: CpuCtx): TypedArray {
   const red = reduction(attrs);
   if (!red) return runFused(ins, attrs, out, ctx);
   // the values over the whole domain, then the reduction's own kernel
   const domain = (attrs.shape as Dim[]).map((d) => (typeof d === 'number' ? d : ctx.syms[d]));
   const values = runFused(ins, attrs, { shape: domain, dtype: out.dtype }, ctx);
-  return reduceOps[red.op].cpu!([{ data: values, shape: domain }], { axes: red.axes, keepdims: true }, out, ctx);
+  return reduceCpu[red.op]([{ data: values, shape: domain }], { axes: red.axes, keepdims: true }, out, ctx);
 }
 
 function runFused(ins: Tensor[], attrs: Attrs, out: { shape: number[]; dtype: DType }, ctx: CpuCtx): TypedArray {
@@ -319,8 +320,9 @@ function wgslFused(sig: KernelSig) {
       const factors = l.dims!.map((d) => (typeof d === 'number' ? `${d}.0` : `f32(M(SYM_${d}))`));
       return `let r${k} = ${factors.join(' * ') || '1.0'};`;
     }
-    if (l.row.fns) fns.add(l.row.fns);
-    const expr = l.row.wgsl(l.args.map(ref), valueType(l.row, l.args.map(typeOf)), l.dtype);
+    const row = elementwiseRows[l.op as keyof typeof elementwiseRows];
+    if (row.fns) fns.add(row.fns);
+    const expr = row.wgsl(l.args.map(ref), valueType(row, l.args.map(typeOf)), l.dtype);
     return `let r${k} = ${expr};`;
   });
   const loads = sig.inputs.map((inp, k) => `let x${k} = in${k}[${wgslBroadcastIndex(k, inp.rank, R)}];`);
@@ -387,7 +389,7 @@ export const fusedOps = {
       if (p.dtype === 'bool' || (red.op === 'mean' && p.dtype !== 'f32')) throw new ShapeError(`fused: ${red.op} of ${p.dtype} values`);
       return { shape: (shape as Dim[]).map((d, k) => (red.axes.includes(k) ? 1 : d)), dtype: p.dtype };
     },
-    cpu: cpuFused,
+    cpu: fusedCpu,
     wgsl: wgslFused,
   },
 } satisfies Record<string, OpDef>;

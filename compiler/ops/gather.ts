@@ -4,7 +4,17 @@
 
 import { binary, constant, iota, reshape, select } from '../ir/build.ts';
 import { ShapeError, sameShape, shapeStr } from '../ir/node.ts';
-import type { OpDef } from './types.ts';
+import type { CpuKernel, OpDef } from './types.ts';
+
+export const takeCpu: CpuKernel = ([x, idx], _attrs, out, ctx) => {
+  const n = x.shape[x.shape.length - 1];
+  const res = new ctx.float(idx.data.length);
+  for (let p = 0; p < res.length; p++) {
+    const j = idx.data[p];
+    res[p] = j >= 0 && j < n ? x.data[p * n + j] : 0;
+  }
+  return res;
+};
 
 export const gatherOps = {
   take: {
@@ -21,15 +31,7 @@ export const gatherOps = {
       const hit = binary('eq', iota(x.shape, x.shape.length - 1), reshape(idx, col));
       return [select(hit, reshape(ct, col), constant(0)), null];
     },
-    cpu([x, idx], _attrs, out, ctx) {
-      const n = x.shape[x.shape.length - 1];
-      const res = new ctx.float(idx.data.length);
-      for (let p = 0; p < res.length; p++) {
-        const j = idx.data[p];
-        res[p] = j >= 0 && j < n ? x.data[p * n + j] : 0;
-      }
-      return res;
-    },
+    cpu: takeCpu,
     wgsl(sig) {
       const code = `
 @compute @workgroup_size(WG)

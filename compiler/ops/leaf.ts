@@ -2,7 +2,7 @@
 // `const` have no kernel: executors bind an argument's value and upload a constant's.
 
 import { ShapeError, normAxis, staticSize, type Attrs, type DType, type Dim, type Shape } from '../ir/node.ts';
-import type { OpDef } from './types.ts';
+import type { CpuKernel, OpDef } from './types.ts';
 import { MAIN, alloc, numel, wgslCoords } from './elementwise.ts';
 
 const DTYPES: readonly DType[] = ['f32', 'i32', 'bool'];
@@ -20,6 +20,25 @@ function attrDType(attrs: Attrs): DType {
 }
 
 const elements = { kind: 'elements' } as const;
+
+export const iotaCpu: CpuKernel = (_, attrs, out, ctx) => {
+  const axis = normAxis(attrs.axis as number, out.shape.length);
+  const inner = numel(out.shape.slice(axis + 1));
+  const d = out.shape[axis];
+  const data = alloc('i32', numel(out.shape), ctx);
+  for (let i = 0; i < data.length; i++) data[i] = Math.floor(i / inner) % d;
+  return data;
+};
+
+export const sizeCpu: CpuKernel = (_, attrs, __, ctx) => {
+  const value = (attrs.dims as Dim[]).reduce<number>((p, d) => {
+    if (typeof d === 'number') return p * d;
+    const v = ctx.syms[d];
+    if (v === undefined) throw new Error(`symbol ${d} is not bound`);
+    return p * v;
+  }, 1);
+  return new ctx.float([value]);
+};
 
 export const leafOps: Record<'arg' | 'const' | 'iota' | 'size', OpDef> = {
   /** A graph input; attrs role, name, shape, dtype. */
@@ -47,14 +66,7 @@ export const leafOps: Record<'arg' | 'const' | 'iota' | 'size', OpDef> = {
       normAxis(attrs.axis as number, shape.length);
       return { shape, dtype: 'i32' };
     },
-    cpu(_, attrs, out, ctx) {
-      const axis = normAxis(attrs.axis as number, out.shape.length);
-      const inner = numel(out.shape.slice(axis + 1));
-      const d = out.shape[axis];
-      const data = alloc('i32', numel(out.shape), ctx);
-      for (let i = 0; i < data.length; i++) data[i] = Math.floor(i / inner) % d;
-      return data;
-    },
+    cpu: iotaCpu,
     wgsl(sig) {
       const axis = normAxis(sig.attrs.axis as number, sig.output.rank);
       const code = `${MAIN} {
@@ -75,15 +87,7 @@ export const leafOps: Record<'arg' | 'const' | 'iota' | 'size', OpDef> = {
         throw new ShapeError(`bad dims for size: ${JSON.stringify(dims)}`);
       return { shape: [], dtype: 'f32' };
     },
-    cpu(_, attrs, __, ctx) {
-      const value = (attrs.dims as Dim[]).reduce<number>((p, d) => {
-        if (typeof d === 'number') return p * d;
-        const v = ctx.syms[d];
-        if (v === undefined) throw new Error(`symbol ${d} is not bound`);
-        return p * v;
-      }, 1);
-      return new ctx.float([value]);
-    },
+    cpu: sizeCpu,
     wgsl(sig) {
       const factors = (sig.attrs.dims as Dim[]).map((d) => (typeof d === 'number' ? `${d}.0` : `f32(M(SYM_${d}))`));
       const code = `${MAIN} {

@@ -3,7 +3,7 @@
 
 import { matmul } from '../ir/build.ts';
 import { ShapeError, broadcastShapes, shapeStr } from '../ir/node.ts';
-import type { OpDef } from './types.ts';
+import type { CpuKernel, OpDef } from './types.ts';
 import { numel } from '../../runtime/shapes.ts';
 import { MAIN, boxOffsets, broadcastStrides, wgslBroadcastIndex } from './elementwise.ts';
 
@@ -14,6 +14,47 @@ import { MAIN, boxOffsets, broadcastStrides, wgslBroadcastIndex } from './elemen
  */
 const ROWS = 8, COLS = 8;
 const seq = (n: number): number[] => Array.from({ length: n }, (_, q) => q);
+
+// i-k-j order, four rows of the output at a time: each load from a row of b feeds four
+// accumulator rows (a scratch; past row m they repeat the last row and are dropped). The inner
+// loop runs along contiguous rows of b, so a transposed b is first packed into [K, N].
+export const matmulCpu: CpuKernel = ([a, b], attrs, out, ctx) => {
+  const r = out.shape.length;
+  const [m, n] = [out.shape[r - 2], out.shape[r - 1]];
+  const k = a.shape[a.shape.length - (attrs.transA ? 2 : 1)];
+  const [si, sk] = attrs.transA ? [1, m] : [k, 1];
+  const batch = out.shape.slice(0, -2);
+  const offsets = (shape: number[], block: number) => boxOffsets(batch, broadcastStrides(shape.slice(0, -2), batch).map((s) => s * block));
+  const [aOff, bOff] = [offsets(a.shape, m * k), offsets(b.shape, k * n)];
+  const res = new ctx.float(numel(out.shape));
+  const acc = new ctx.float(4 * n);
+  const packed = attrs.transB ? new ctx.float(k * n) : undefined;
+  const A = a.data;
+  for (let t = 0; t < aOff.length; t++) {
+    let [B, bo] = [b.data, bOff[t]];
+    if (packed) {
+      for (let p = 0; p < k; p++) for (let j = 0; j < n; j++) packed[p * n + j] = B[bo + j * k + p];
+      [B, bo] = [packed, 0];
+    }
+    for (let i = 0; i < m; i += 4) {
+      const [r0, r1, r2, r3] = [0, 1, 2, 3].map((q) => aOff[t] + Math.min(i + q, m - 1) * si);
+      acc.fill(0);
+      for (let p = 0; p < k; p++) {
+        const [a0, a1, a2, a3] = [A[r0 + p * sk], A[r1 + p * sk], A[r2 + p * sk], A[r3 + p * sk]];
+        const row = bo + p * n;
+        for (let j = 0; j < n; j++) {
+          const v = B[row + j];
+          acc[j] += a0 * v;
+          acc[n + j] += a1 * v;
+          acc[2 * n + j] += a2 * v;
+          acc[3 * n + j] += a3 * v;
+        }
+      }
+      res.set(acc.subarray(0, Math.min(4, m - i) * n), (t * m + i) * n);
+    }
+  }
+  return res;
+};
 
 export const matmulOps = {
   matmul: {
@@ -39,46 +80,7 @@ export const matmulOps = {
       return [da, db];
     },
 
-    // i-k-j order, four rows of the output at a time: each load from a row of b feeds four
-    // accumulator rows (a scratch; past row m they repeat the last row and are dropped). The inner
-    // loop runs along contiguous rows of b, so a transposed b is first packed into [K, N].
-    cpu([a, b], attrs, out, ctx) {
-      const r = out.shape.length;
-      const [m, n] = [out.shape[r - 2], out.shape[r - 1]];
-      const k = a.shape[a.shape.length - (attrs.transA ? 2 : 1)];
-      const [si, sk] = attrs.transA ? [1, m] : [k, 1];
-      const batch = out.shape.slice(0, -2);
-      const offsets = (shape: number[], block: number) => boxOffsets(batch, broadcastStrides(shape.slice(0, -2), batch).map((s) => s * block));
-      const [aOff, bOff] = [offsets(a.shape, m * k), offsets(b.shape, k * n)];
-      const res = new ctx.float(numel(out.shape));
-      const acc = new ctx.float(4 * n);
-      const packed = attrs.transB ? new ctx.float(k * n) : undefined;
-      const A = a.data;
-      for (let t = 0; t < aOff.length; t++) {
-        let [B, bo] = [b.data, bOff[t]];
-        if (packed) {
-          for (let p = 0; p < k; p++) for (let j = 0; j < n; j++) packed[p * n + j] = B[bo + j * k + p];
-          [B, bo] = [packed, 0];
-        }
-        for (let i = 0; i < m; i += 4) {
-          const [r0, r1, r2, r3] = [0, 1, 2, 3].map((q) => aOff[t] + Math.min(i + q, m - 1) * si);
-          acc.fill(0);
-          for (let p = 0; p < k; p++) {
-            const [a0, a1, a2, a3] = [A[r0 + p * sk], A[r1 + p * sk], A[r2 + p * sk], A[r3 + p * sk]];
-            const row = bo + p * n;
-            for (let j = 0; j < n; j++) {
-              const v = B[row + j];
-              acc[j] += a0 * v;
-              acc[n + j] += a1 * v;
-              acc[2 * n + j] += a2 * v;
-              acc[3 * n + j] += a3 * v;
-            }
-          }
-          res.set(acc.subarray(0, Math.min(4, m - i) * n), (t * m + i) * n);
-        }
-      }
-      return res;
-    },
+    cpu: matmulCpu,
 
     wgsl(sig) {
       const { transA, transB } = sig.attrs;

@@ -20,7 +20,7 @@
 
 import { avgPool2d, avgPool2dBackprop, maxPool2dBackprop, maxPool2dGather } from '../ir/build.ts';
 import { ShapeError, shapeStr, type Attrs, type Dim, type Node, type Shape } from '../ir/node.ts';
-import type { CpuCtx, KernelSig, KernelSource, OpDef, TypedArray } from './types.ts';
+import type { CpuCtx, CpuKernel, KernelSig, KernelSource, OpDef, TypedArray } from './types.ts';
 import { MAIN, wgslCoords } from './elementwise.ts';
 import { convOutSize } from './conv.ts';
 
@@ -213,6 +213,65 @@ const overWindows = (pooledIn: number, term: string) => `
 const popts = (attrs: Attrs): PoolOpts => attrs as unknown as PoolOpts;
 const dims = (n: Node): number[] => [n.shape[1] as number, n.shape[2] as number];
 
+export const maxPool2dCpu: CpuKernel = ([x], attrs, out, ctx) => {
+  const res = new ctx.float(count(out.shape));
+  const X = x.data, C = x.shape[3];
+  forEachArgmax(geom(x.shape, out.shape, attrs), X, ctx, (o, at) => {
+    for (let c = 0; c < C; c++) res[o * C + c] = X[at[c]];
+  });
+  return res;
+};
+
+export const maxPool2dBackpropCpu: CpuKernel = ([x, dy], attrs, out, ctx) => {
+  const res = new ctx.float(count(out.shape));
+  const D = dy.data, C = x.shape[3];
+  forEachArgmax(geom(x.shape, dy.shape, attrs), x.data, ctx, (o, at) => {
+    for (let c = 0; c < C; c++) res[at[c]] += D[o * C + c];
+  });
+  return res;
+};
+
+export const maxPool2dGatherCpu: CpuKernel = ([x, v], attrs, out, ctx) => {
+  const res = new ctx.float(count(out.shape));
+  const V = v.data, C = x.shape[3];
+  forEachArgmax(geom(x.shape, out.shape, attrs), x.data, ctx, (o, at) => {
+    for (let c = 0; c < C; c++) res[o * C + c] = V[at[c]];
+  });
+  return res;
+};
+
+export const avgPool2dCpu: CpuKernel = ([x], attrs, out, ctx) => {
+  const g = geom(x.shape, out.shape, attrs);
+  const res = new ctx.float(count(out.shape));
+  const X = x.data, { C, H, W } = g;
+  forEachWindow(g, (o, b, h0, h1, w0, w1) => {
+    const ob = o * C;
+    for (let ih = h0; ih < h1; ih++)
+      for (let iw = w0; iw < w1; iw++) {
+        const xb = ((b * H + ih) * W + iw) * C;
+        for (let c = 0; c < C; c++) res[ob + c] += X[xb + c];
+      }
+    const n = (h1 - h0) * (w1 - w0);
+    for (let c = 0; c < C; c++) res[ob + c] /= n;
+  });
+  return res;
+};
+
+export const avgPool2dBackpropCpu: CpuKernel = ([dy], attrs, out, ctx) => {
+  const g = geom(out.shape, dy.shape, attrs);
+  const res = new ctx.float(count(out.shape));
+  const D = dy.data, { C, H, W } = g;
+  forEachWindow(g, (o, b, h0, h1, w0, w1) => {
+    const ob = o * C, n = (h1 - h0) * (w1 - w0);
+    for (let ih = h0; ih < h1; ih++)
+      for (let iw = w0; iw < w1; iw++) {
+        const xb = ((b * H + ih) * W + iw) * C;
+        for (let c = 0; c < C; c++) res[xb + c] += D[ob + c] / n;
+      }
+  });
+  return res;
+};
+
 export const poolOps = {
   max_pool2d: {
     shape(inputs, attrs) {
@@ -220,14 +279,7 @@ export const poolOps = {
       return { shape: pooled('max_pool2d', checkAttrs('max_pool2d', attrs), x), dtype: 'f32' };
     },
     vjp: (node, ct) => [maxPool2dBackprop(node.inputs[0], ct, popts(node.attrs))],
-    cpu([x], attrs, out, ctx) {
-      const res = new ctx.float(count(out.shape));
-      const X = x.data, C = x.shape[3];
-      forEachArgmax(geom(x.shape, out.shape, attrs), X, ctx, (o, at) => {
-        for (let c = 0; c < C; c++) res[o * C + c] = X[at[c]];
-      });
-      return res;
-    },
+    cpu: maxPool2dCpu,
     wgsl: (sig: KernelSig) => perElement(sig.attrs, WGSL_ARGMAX, 'out[i] = in0[argmax_at(c0, i32(c1), i32(c2), c3)];'),
   },
 
@@ -240,14 +292,7 @@ export const poolOps = {
     },
     // linear in dy, piecewise constant in x (no gradient)
     vjp: (node, ct) => [null, maxPool2dGather(node.inputs[0], ct, popts(node.attrs))],
-    cpu([x, dy], attrs, out, ctx) {
-      const res = new ctx.float(count(out.shape));
-      const D = dy.data, C = x.shape[3];
-      forEachArgmax(geom(x.shape, dy.shape, attrs), x.data, ctx, (o, at) => {
-        for (let c = 0; c < C; c++) res[at[c]] += D[o * C + c];
-      });
-      return res;
-    },
+    cpu: maxPool2dBackpropCpu,
     wgsl: (sig: KernelSig) => perElement(sig.attrs, WGSL_ARGMAX, overWindows(1, 'if (argmax_at(c0, oh, ow, c3) == i) { acc += in1[o]; }')),
   },
 
@@ -261,14 +306,7 @@ export const poolOps = {
     },
     // linear in v, piecewise constant in x (no gradient)
     vjp: (node, ct) => [null, maxPool2dBackprop(node.inputs[0], ct, popts(node.attrs))],
-    cpu([x, v], attrs, out, ctx) {
-      const res = new ctx.float(count(out.shape));
-      const V = v.data, C = x.shape[3];
-      forEachArgmax(geom(x.shape, out.shape, attrs), x.data, ctx, (o, at) => {
-        for (let c = 0; c < C; c++) res[o * C + c] = V[at[c]];
-      });
-      return res;
-    },
+    cpu: maxPool2dGatherCpu,
     wgsl: (sig: KernelSig) => perElement(sig.attrs, WGSL_ARGMAX, 'out[i] = in1[argmax_at(c0, i32(c1), i32(c2), c3)];'),
   },
 
@@ -278,22 +316,7 @@ export const poolOps = {
       return { shape: pooled('avg_pool2d', checkAttrs('avg_pool2d', attrs), x), dtype: 'f32' };
     },
     vjp: (node, ct) => [avgPool2dBackprop(ct, popts(node.attrs), dims(node.inputs[0]))],
-    cpu([x], attrs, out, ctx) {
-      const g = geom(x.shape, out.shape, attrs);
-      const res = new ctx.float(count(out.shape));
-      const X = x.data, { C, H, W } = g;
-      forEachWindow(g, (o, b, h0, h1, w0, w1) => {
-        const ob = o * C;
-        for (let ih = h0; ih < h1; ih++)
-          for (let iw = w0; iw < w1; iw++) {
-            const xb = ((b * H + ih) * W + iw) * C;
-            for (let c = 0; c < C; c++) res[ob + c] += X[xb + c];
-          }
-        const n = (h1 - h0) * (w1 - w0);
-        for (let c = 0; c < C; c++) res[ob + c] /= n;
-      });
-      return res;
-    },
+    cpu: avgPool2dCpu,
     wgsl: (sig: KernelSig) =>
       perElement(
         sig.attrs,
@@ -323,20 +346,7 @@ export const poolOps = {
     },
     // linear: ⟨backprop(dy), ct⟩ = ⟨dy, avg_pool2d(ct)⟩
     vjp: (node, ct) => [avgPool2d(ct, popts(node.attrs))],
-    cpu([dy], attrs, out, ctx) {
-      const g = geom(out.shape, dy.shape, attrs);
-      const res = new ctx.float(count(out.shape));
-      const D = dy.data, { C, H, W } = g;
-      forEachWindow(g, (o, b, h0, h1, w0, w1) => {
-        const ob = o * C, n = (h1 - h0) * (w1 - w0);
-        for (let ih = h0; ih < h1; ih++)
-          for (let iw = w0; iw < w1; iw++) {
-            const xb = ((b * H + ih) * W + iw) * C;
-            for (let c = 0; c < C; c++) res[xb + c] += D[ob + c] / n;
-          }
-      });
-      return res;
-    },
+    cpu: avgPool2dBackpropCpu,
     wgsl: (sig: KernelSig) =>
       perElement(
         sig.attrs,

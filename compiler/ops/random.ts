@@ -4,7 +4,7 @@
 // the top 24 bits scaled by 2^-24 give a uniform float in [0, 1), exact in f32.
 
 import { ShapeError, sameShape, typeStr, type Dim } from '../ir/node.ts';
-import type { OpDef } from './types.ts';
+import type { CpuKernel, OpDef } from './types.ts';
 import { MAIN, numel } from './elementwise.ts';
 
 const GOLDEN = 0x9e3779b9;
@@ -32,6 +32,14 @@ fn mix(x0: u32) -> u32 {
   return x;
 }`;
 
+export const randCpu: CpuKernel = ([key], attrs, out, ctx) => {
+  const data = new ctx.float(numel(out.shape));
+  const [k0, k1] = key.data;
+  const salt = attrs.salt as number;
+  for (let i = 0; i < data.length; i++) data[i] = (randomBits(k0, k1, salt, i) >>> 8) * 2 ** -24;
+  return data;
+};
+
 export const randomOps: Record<'rand', OpDef> = {
   /** Uniform [0, 1) f32 of `shape` from an i32[2] key and a salt that tells streams apart. */
   rand: {
@@ -41,13 +49,7 @@ export const randomOps: Record<'rand', OpDef> = {
       return { shape: attrs.shape as Dim[], dtype: 'f32' };
     },
     vjp: () => [null],
-    cpu([key], attrs, out, ctx) {
-      const data = new ctx.float(numel(out.shape));
-      const [k0, k1] = key.data;
-      const salt = attrs.salt as number;
-      for (let i = 0; i < data.length; i++) data[i] = (randomBits(k0, k1, salt, i) >>> 8) * 2 ** -24;
-      return data;
-    },
+    cpu: randCpu,
     wgsl(sig) {
       const salt = (sig.attrs.salt as number) >>> 0;
       const code = `${WGSL_MIX}

@@ -5,14 +5,15 @@
 import * as b from '../ir/build.ts';
 import { ShapeError, sameShape, staticSize, typeStr, type Attrs, type DType, type Node, type Shape } from '../ir/node.ts';
 import type { ReduceKind } from './registry.ts';
-import type { OpDef, TypedArray } from './types.ts';
-import { MAIN, WGSL_BITS, alloc, boxOffsets, wgslLiteral } from './elementwise.ts';
+import type { CpuKernel, OpDef, TypedArray } from './types.ts';
+import { MAIN, WGSL_BITS, alloc, boxOffsets, mapValues, wgslLiteral } from './elementwise.ts';
+
+/** CPU: folds the values X[base + offs[q]] that make one output element. */
+type Fold = (X: TypedArray, base: number, offs: Int32Array) => number;
 
 export interface Row {
   /** The dtypes the input may have; the output has the input's (argmax: i32). */
   takes: readonly DType[];
-  /** CPU: folds the values X[base + offs[q]] that make one output element. */
-  fold(X: TypedArray, base: number, offs: Int32Array): number;
   /** WGSL: declares `acc`, updates it with the value `v` at reduced position `q`, and gives the
    *  result (`cnt` is the number of reduced positions). */
   init(t: DType): string;
@@ -29,14 +30,29 @@ function total(X: TypedArray, base: number, offs: Int32Array): number {
 }
 
 /** max/min: fold with `pick` from its identity `init`. */
-const extreme = (pick: (a: number, v: number) => number, init: number): Pick<Row, 'fold' | 'init'> => ({
-  fold(X, base, offs) {
-    let a = init;
-    for (let q = 0; q < offs.length; q++) a = pick(a, X[base + offs[q]]);
-    return a;
+const extreme = /* @__NO_SIDE_EFFECTS__ */ (pick: (a: number, v: number) => number, init: number): Fold => (X, base, offs) => {
+  let a = init;
+  for (let q = 0; q < offs.length; q++) a = pick(a, X[base + offs[q]]);
+  return a;
+};
+
+/** The CPU half of the table, apart from the WGSL and VJP half below so that a bundle's CPU
+ *  kernels carry no compiler code. */
+const folds: Record<ReduceKind | 'argmax', Fold> = {
+  sum: total,
+  mean: (X, base, offs) => total(X, base, offs) / offs.length,
+  reduce_max: extreme(Math.max, -Infinity),
+  reduce_min: extreme(Math.min, Infinity),
+  // The first position of the maximum.
+  argmax(X, base, offs) {
+    let best = 0;
+    for (let q = 1; q < offs.length; q++) if (X[base + offs[q]] > X[base + offs[best]]) best = q;
+    return best;
   },
-  init: (t) => `var acc = ${wgslLiteral(init, t)};`,
-});
+};
+
+/** An extreme's WGSL accumulator, from its identity. */
+const extremeInit = /* @__NO_SIDE_EFFECTS__ */ (init: number) => (t: DType) => `var acc = ${wgslLiteral(init, t)};`;
 
 /** `v` (of y's shape) with the reduced axes kept as 1s. */
 function keep(x: Node, axes: number[], v: Node): Node {
@@ -63,23 +79,17 @@ const NUM: readonly DType[] = ['f32', 'i32'];
 
 const rows: Record<ReduceKind | 'argmax', Row> = {
   sum: {
-    takes: NUM, fold: total, init: (t) => `var acc = ${wgslLiteral(0, t)};`, step: 'acc += v;', result: 'acc',
+    takes: NUM, init: (t) => `var acc = ${wgslLiteral(0, t)};`, step: 'acc += v;', result: 'acc',
     vjp: (x, _, ct, axes) => spread(x, keep(x, axes, ct)),
   },
   mean: {
-    takes: ['f32'], fold: (X, base, offs) => total(X, base, offs) / offs.length, init: () => 'var acc = 0.0;', step: 'acc += v;', result: 'acc / f32(cnt)',
+    takes: ['f32'], init: () => 'var acc = 0.0;', step: 'acc += v;', result: 'acc / f32(cnt)',
     vjp: (x, _, ct, axes) => spread(x, b.div(keep(x, axes, ct), count(x, axes))),
   },
-  reduce_max: { takes: NUM, ...extreme(Math.max, -Infinity), step: 'acc = max(acc, v);', result: 'acc', vjp: routeToExtremes },
-  reduce_min: { takes: NUM, ...extreme(Math.min, Infinity), step: 'acc = min(acc, v);', result: 'acc', vjp: routeToExtremes },
-  // The first position of the maximum.
+  reduce_max: { takes: NUM, init: extremeInit(-Infinity), step: 'acc = max(acc, v);', result: 'acc', vjp: routeToExtremes },
+  reduce_min: { takes: NUM, init: extremeInit(Infinity), step: 'acc = min(acc, v);', result: 'acc', vjp: routeToExtremes },
   argmax: {
     takes: NUM,
-    fold(X, base, offs) {
-      let best = 0;
-      for (let q = 1; q < offs.length; q++) if (X[base + offs[q]] > X[base + offs[best]]) best = q;
-      return best;
-    },
     init: (t) => `var acc = ${wgslLiteral(-Infinity, t)}; var at = 0u;`,
     step: 'if (v > acc) { acc = v; at = q; }',
     result: 'i32(at)',
@@ -99,6 +109,20 @@ function rowMajor(shape: readonly number[]): number[] {
   return st;
 }
 
+const kernel = (fold: Fold): CpuKernel => ([x], attrs, out, ctx) => {
+  const axes = axesOf(attrs);
+  const st = rowMajor(x.shape);
+  const kept = x.shape.map((_, k) => k).filter((k) => !axes.includes(k));
+  const offs = boxOffsets(axes.map((k) => x.shape[k]), axes.map((k) => st[k]));
+  const bases = boxOffsets(kept.map((k) => x.shape[k]), kept.map((k) => st[k]));
+  const data = alloc(out.dtype, bases.length, ctx);
+  for (let o = 0; o < bases.length; o++) data[o] = fold(x.data, bases[o], offs);
+  return data;
+};
+
+/** Each op's CPU kernel (runtime/cpu_kernels.ts exports them one by one; fused reductions use them). */
+export const reduceCpu = /* @__PURE__ */ mapValues(folds, kernel);
+
 function define(op: ReduceKind | 'argmax', row: Row): OpDef {
   return {
     shape([x, ...rest], attrs) {
@@ -111,16 +135,7 @@ function define(op: ReduceKind | 'argmax', row: Row): OpDef {
       return { shape, dtype: op === 'argmax' ? 'i32' : x.dtype };
     },
     vjp: row.vjp && ((node, ct) => [row.vjp!(node.inputs[0], node, ct, axesOf(node.attrs))]),
-    cpu([x], attrs, out, ctx) {
-      const axes = axesOf(attrs);
-      const st = rowMajor(x.shape);
-      const kept = x.shape.map((_, k) => k).filter((k) => !axes.includes(k));
-      const offs = boxOffsets(axes.map((k) => x.shape[k]), axes.map((k) => st[k]));
-      const bases = boxOffsets(kept.map((k) => x.shape[k]), kept.map((k) => st[k]));
-      const data = alloc(out.dtype, bases.length, ctx);
-      for (let o = 0; o < bases.length; o++) data[o] = row.fold(x.data, bases[o], offs);
-      return data;
-    },
+    cpu: reduceCpu[op],
     wgsl(sig) {
       const axes = axesOf(sig.attrs);
       const n = sig.inputs[0].rank;
@@ -156,7 +171,4 @@ ${MAIN} {
 /** The table: fused kernels (ops/fused.ts) fold their values with its rows' WGSL accumulators. */
 export const reduceRows: Readonly<Record<ReduceKind | 'argmax', Row>> = rows;
 
-export const reduceOps = Object.fromEntries(Object.entries(rows).map(([op, row]) => [op, define(op as keyof typeof rows, row)])) as Record<
-  ReduceKind | 'argmax',
-  OpDef
->;
+export const reduceOps = /* @__PURE__ */ mapValues(rows, (row, op) => define(op, row));

@@ -4,7 +4,7 @@
 
 import { broadcast, concat, constant, reshape, slice, transpose } from '../ir/build.ts';
 import { ShapeError, normAxis, shapeStr, type DType, type Dim, type Node, type Shape } from '../ir/node.ts';
-import type { CpuCtx, KernelSource, OpDef, TypedArray } from './types.ts';
+import type { CpuCtx, CpuKernel, KernelSource, OpDef, TypedArray } from './types.ts';
 import { numel, strides } from '../../runtime/shapes.ts';
 import { MAIN, alloc, boxOffsets, broadcastStrides, wgslBroadcastIndex, wgslCoords } from './elementwise.ts';
 
@@ -97,6 +97,34 @@ function unslice(g: Node, axis: number, begin: number, step: number, size: numbe
 
 // ---------------------------------------------------------------- the ops
 
+export const broadcastCpu: CpuKernel = ([x], _attrs, out, ctx) => gather(x.data, boxOffsets(out.shape, broadcastStrides(x.shape, out.shape)), 0, out.dtype, ctx);
+
+export const transposeCpu: CpuKernel = ([x], attrs, out, ctx) => {
+  const s = strides(x.shape);
+  return gather(x.data, boxOffsets(out.shape, nums(attrs.perm).map((p) => s[p])), 0, out.dtype, ctx);
+};
+
+export const sliceCpu: CpuKernel = ([x], attrs, out, ctx) => {
+  const s = strides(x.shape);
+  const [begin, step] = [nums(attrs.begin), nums(attrs.step)];
+  const offset = begin.reduce((acc, b, k) => acc + b * s[k], 0);
+  return gather(x.data, boxOffsets(out.shape, step.map((t, k) => t * s[k])), offset, out.dtype, ctx);
+};
+
+export const concatCpu: CpuKernel = (xs, attrs, out, ctx) => {
+  const axis = normAxis(attrs.axis as number, out.shape.length);
+  const s = strides(out.shape);
+  const res = alloc(out.dtype, numel(out.shape), ctx);
+  let offset = 0;
+  for (const x of xs) {
+    const pos = boxOffsets(x.shape, s);
+    const at = offset * s[axis];
+    for (let j = 0; j < pos.length; j++) res[at + pos[j]] = x.data[j];
+    offset += x.shape[axis];
+  }
+  return res;
+};
+
 export const shapeOps = {
   /** Same elements, new dims. Aliases its input's buffer: no kernel runs. */
   reshape: {
@@ -126,10 +154,7 @@ export const shapeOps = {
       const inv = perm.map((_, k) => perm.indexOf(k));
       return [transpose(ct, inv)];
     },
-    cpu([x], attrs, out, ctx) {
-      const s = strides(x.shape);
-      return gather(x.data, boxOffsets(out.shape, nums(attrs.perm).map((p) => s[p])), 0, out.dtype, ctx);
-    },
+    cpu: transposeCpu,
     wgsl(sig) {
       const perm = nums(sig.attrs.perm);
       const inCoords = range(perm.length).map((k) => `c${perm.indexOf(k)}`);
@@ -148,7 +173,7 @@ export const shapeOps = {
     },
     // autodiff's unbroadcast sums the cotangent over the added and stretched axes
     vjp: (_node, ct) => [ct],
-    cpu: ([x], _attrs, out, ctx) => gather(x.data, boxOffsets(out.shape, broadcastStrides(x.shape, out.shape)), 0, out.dtype, ctx),
+    cpu: broadcastCpu,
     wgsl: (sig) => perElement(sig.output.rank, `out[i] = in0[${wgslBroadcastIndex(0, sig.inputs[0].rank, sig.output.rank)}];`),
   },
 
@@ -170,12 +195,7 @@ export const shapeOps = {
       });
       return [g];
     },
-    cpu([x], attrs, out, ctx) {
-      const s = strides(x.shape);
-      const [begin, step] = [nums(attrs.begin), nums(attrs.step)];
-      const offset = begin.reduce((acc, b, k) => acc + b * s[k], 0);
-      return gather(x.data, boxOffsets(out.shape, step.map((t, k) => t * s[k])), offset, out.dtype, ctx);
-    },
+    cpu: sliceCpu,
     wgsl(sig) {
       const [begin, step] = [nums(sig.attrs.begin), nums(sig.attrs.step)];
       const inCoords = begin.map((b, k) => `${b}u + c${k} * ${step[k]}u`);
@@ -210,19 +230,7 @@ export const shapeOps = {
         return slice(ct, begin, withDim(ct.shape, axis, offset), begin.map(() => 1));
       });
     },
-    cpu(xs, attrs, out, ctx) {
-      const axis = normAxis(attrs.axis as number, out.shape.length);
-      const s = strides(out.shape);
-      const res = alloc(out.dtype, numel(out.shape), ctx);
-      let offset = 0;
-      for (const x of xs) {
-        const pos = boxOffsets(x.shape, s);
-        const at = offset * s[axis];
-        for (let j = 0; j < pos.length; j++) res[at + pos[j]] = x.data[j];
-        offset += x.shape[axis];
-      }
-      return res;
-    },
+    cpu: concatCpu,
     wgsl(sig) {
       const n = sig.inputs.length;
       if (n + 1 > MAX_STORAGE_BUFFERS)
