@@ -3,13 +3,15 @@
 
 import { compile, type Compiled } from '../compiler/compile.ts';
 import { passes } from '../compiler/passes/pipeline.ts';
+import { arg } from '../compiler/ir/build.ts';
+import { toProgram } from '../compiler/ir/graph.ts';
 import { OPSET, OnnxExportError, exportOnnx } from '../compiler/export/onnx.ts';
 import type { Tensor } from '../compiler/ops/types.ts';
-import { Model } from '../runtime/model.ts';
+import { DlcInputError, Model } from '../runtime/model.ts';
 import { cpuKernels } from '../runtime/cpu_kernels.ts';
 import { runCpu } from '../runtime/cpu.ts';
 import { argKey } from '../runtime/shapes.ts';
-import type { Manifest, ProgramJSON } from '../runtime/program.ts';
+import type { Manifest } from '../runtime/program.ts';
 import { CheckpointError, checkOutputPath, readCheckpointFile, writeFileAtomic } from './checkpoint.ts';
 import { DataError } from './data.ts';
 
@@ -35,24 +37,17 @@ export function initialWeights(m: Manifest): Record<string, Tensor> {
  *  Model.restore checks that the checkpoint is this model's; the weights are then read back with
  *  a program whose outputs are its parameter and state arguments. */
 export async function checkpointWeights(m: Manifest, path: string, bytes = readCheckpointFile(path)): Promise<Record<string, Tensor>> {
-  const keys = [...m.params.map((s) => ({ role: 'param' as const, ...s })), ...m.state.map((s) => ({ role: 'state' as const, ...s }))];
-  const readBack: ProgramJSON = {
-    nodes: keys.map((k, id) => ({ id, op: 'arg', inputs: [], attrs: { role: k.role, name: k.name, shape: k.shape, dtype: k.dtype }, shape: k.shape, dtype: k.dtype })),
-    args: keys.map((k, node) => ({ role: k.role, name: k.name, node })),
-    outputs: keys.map((k, node) => ({ name: argKey(k), node })),
-    updates: [],
-    symbols: [],
-    kernels: [],
-  };
+  const specs = [...m.params.map((s) => ({ role: 'param' as const, ...s })), ...m.state.map((s) => ({ role: 'state' as const, ...s }))];
+  const readBack = toProgram({ outputs: specs.map((s) => ({ name: argKey(s), node: arg(s.role, s.name, s.shape, s.dtype) })), updates: [] });
   const model = await Model.create({ ...m, programs: { ...m.programs, predict: readBack } }, cpuKernels, { backend: 'cpu' });
   try {
     model.restore(bytes);
+    return await model.predict({});
   } catch (e) {
-    throw new CheckpointError(`--checkpoint ${path}: ${(e as Error).message}`);
+    throw e instanceof DlcInputError ? new CheckpointError(`--checkpoint ${path}: ${e.message}`) : e;
+  } finally {
+    model.dispose();
   }
-  const weights = await model.predict({});
-  model.dispose();
-  return weights;
 }
 
 /** The .onnx bytes of `m`'s predict program and a line saying where the weights came from. */
