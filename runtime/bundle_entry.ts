@@ -1,13 +1,28 @@
 // The entry point of a compiled bundle's model.js: the runtime with this model's manifest and CPU
-// kernels built in. `dlc:manifest` and `dlc:kernels` are made by the bundler (compiler/codegen/bundle.ts).
+// kernels built in. `dlc:manifest` (packed) and `dlc:kernels` are made by the bundler
+// (compiler/codegen/bundle.ts).
 
-import manifest from 'dlc:manifest';
+import packed from 'dlc:manifest';
 import * as kernels from 'dlc:kernels';
+import type { PackedManifest } from '../compiler/codegen/bundle.ts';
 import type { Manifest } from './program.ts';
 import { Model, type ModelOptions } from './model.ts';
 
 export { Model, DlcInputError } from './model.ts';
-export const spec = manifest as Manifest;
+
+/** The manifest as the compiler wrote it: packManifest undone. */
+function unpack({ s, m }: PackedManifest): Manifest {
+  for (const p of Object.values(m.programs)) {
+    p.nodes.forEach((n, i) => {
+      n.id ??= i;
+      if (n.src !== undefined) n.src = s[n.src as unknown as number];
+    });
+    for (const k of p.kernels) k.wgsl = s[k.wgsl as unknown as number];
+  }
+  return m;
+}
+
+export const spec = unpack(packed as PackedManifest);
 
 export function createModel(opts: ModelOptions = {}): Promise<Model> {
   return Model.create(spec, kernels, opts);

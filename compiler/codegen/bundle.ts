@@ -17,15 +17,43 @@ export function kernelOps(m: Manifest): string[] {
   return [...used].filter((op) => op !== 'arg' && op !== 'const').sort();
 }
 
+/** How model.js carries the manifest (runtime/bundle_entry.ts unpacks it): every WGSL text and
+ *  source position once, in a string table `s`, referred to by index (programs share kernels, and
+ *  many nodes one position); node ids, which are their positions, left out; and no kernels for
+ *  the programs that only ever run on the CPU (init, schedule). */
+export interface PackedManifest {
+  s: string[];
+  m: Manifest;
+}
+
+const CPU_ONLY = new Set(['init', 'schedule']);
+
+export function packManifest(m: Manifest): PackedManifest {
+  const s: string[] = [];
+  const at = new Map<string, number>();
+  const ref = (text: string) => at.get(text) ?? (at.set(text, s.length), s.push(text) - 1);
+  const programs = Object.fromEntries(
+    Object.entries(m.programs).map(([name, p]) => [
+      name,
+      {
+        ...p,
+        nodes: p.nodes.map(({ id, src, ...n }, i) => ({ ...n, ...(id !== i && { id }), ...(src !== undefined && { src: ref(src) }) })),
+        kernels: CPU_ONLY.has(name) ? [] : p.kernels.map((k) => ({ ...k, wgsl: ref(k.wgsl) })),
+      },
+    ]),
+  );
+  return { s, m: { ...m, programs } as unknown as Manifest };
+}
+
 /**
  * model.js as text: esbuild bundles the runtime with two modules made here, `dlc:manifest` (the
- * manifest) and `dlc:kernels` (the CPU kernels of the ops the programs use, re-exported by name
+ * packed manifest) and `dlc:kernels` (the CPU kernels of the ops the programs use, re-exported by name
  * from runtime/cpu_kernels.ts). dlc's sources have no side effects at load time, which lets
  * esbuild drop every module and statement the entry does not reach.
  */
 export async function bundleJs(manifest: Manifest, minify = false): Promise<string> {
   const virtual: Record<string, { contents: string; loader: 'json' | 'js' }> = {
-    manifest: { contents: JSON.stringify(manifest), loader: 'json' },
+    manifest: { contents: JSON.stringify(packManifest(manifest)), loader: 'json' },
     kernels: { contents: `export { ${kernelOps(manifest).join(', ')} } from ${JSON.stringify(KERNELS)};`, loader: 'js' },
   };
   const r = await build({
