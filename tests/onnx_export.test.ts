@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { afterAll, describe, expect, it } from 'vitest';
 import { compile } from '../compiler/compile.ts';
-import { OPSET } from '../compiler/export/onnx.ts';
+import { OPSET, exportOnnx } from '../compiler/export/onnx.ts';
 import type { Tensor, TypedArray } from '../compiler/ops/types.ts';
 import { checkpointWeights, compileForExport, exportModel } from '../cli/export.ts';
 import { mnist } from '../cli/data.ts';
@@ -175,6 +175,9 @@ describe('dlc export --onnx', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^dlc: cannot export op 'rand' at .*noisy\.dlm:4:\d+/);
     expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
+    // Programs that are not inference graphs of primitives.
+    expect(() => exportOnnx(manifestOf('examples/resnet_small.dlm', true).programs.train, { name: 'resnet_small', weights: {} })).toThrow(/op 'conv2d_backprop_\w+' at .*: a gradient op/);
+    expect(() => exportOnnx(manifestOf('examples/mnist_mlp.dlm', false).programs.predict, { name: 'mnist_mlp', weights: {} })).toThrow(/op 'fused' .*before the fuse pass/);
   });
 
   it('refuses a missing checkpoint and a checkpoint of another model, in one line', async () => {

@@ -238,22 +238,25 @@ const rows: Record<string, Lowering> = {
   avg_pool2d: pool('AveragePool', { count_include_pad: 0 }),
 };
 
-/** Why an op with no row has none. */
-function unmappable(n: NodeJSON): OnnxExportError {
-  const why: Record<string, string> = {
-    rand: 'random numbers in the inference graph (dlc\'s counter-based stream has no ONNX equivalent)',
-    fused: 'a fused kernel: export the program compiled before the fuse pass',
-  };
-  const reason = why[n.op] ?? (/backprop|gather/.test(n.op) ? 'a gradient op, which an inference graph should not hold' : 'no ONNX mapping');
-  return new OnnxExportError(`cannot export op '${n.op}'${n.src ? ` at ${n.src}` : ''}: ${reason}`);
-}
+const GRADIENT = 'a gradient op, which an inference graph does not hold';
+
+/** Why the ops with no row have none. */
+const unmappable: Record<string, string> = {
+  rand: "random numbers in the inference graph (dlc's counter-based stream has no ONNX equivalent)",
+  fused: 'a fused kernel: export the program compiled before the fuse pass',
+  conv2d_backprop_input: GRADIENT,
+  conv2d_backprop_filter: GRADIENT,
+  max_pool2d_backprop: GRADIENT,
+  max_pool2d_gather: GRADIENT,
+  avg_pool2d_backprop: GRADIENT,
+};
 
 // ---------------------------------------------------------------- the model
 
 /** The .onnx bytes of program `p` with its parameters and state as initializers. */
 export function exportOnnx(p: ProgramJSON, o: ExportOptions): Uint8Array {
   const bad = p.nodes.find((n) => n.op !== 'arg' && n.op !== 'const' && !rows[n.op]);
-  if (bad) throw unmappable(bad);
+  if (bad) throw new OnnxExportError(`cannot export op '${bad.op}'${bad.src ? ` at ${bad.src}` : ''}: ${unmappable[bad.op] ?? 'no ONNX mapping'}`);
 
   const inputs = p.args.filter((a) => a.role === 'input');
   const symbols = new Map<string, { input: string; axis: number }>();
