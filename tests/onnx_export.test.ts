@@ -10,12 +10,15 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { afterAll, describe, expect, it } from 'vitest';
 import { compile } from '../compiler/compile.ts';
+import * as ir from '../compiler/ir/build.ts';
+import { toProgram } from '../compiler/ir/graph.ts';
 import { OPSET, exportOnnx } from '../compiler/export/onnx.ts';
 import type { Tensor, TypedArray } from '../compiler/ops/types.ts';
 import { checkpointWeights, compileForExport, exportModel } from '../cli/export.ts';
 import { mnist } from '../cli/data.ts';
 import { Model } from '../runtime/model.ts';
 import { cpuKernels } from '../runtime/cpu_kernels.ts';
+import { runCpu } from '../runtime/cpu.ts';
 import type { Manifest } from '../runtime/program.ts';
 import { dlc } from './support/cli.ts';
 
@@ -165,6 +168,38 @@ describe('dlc export --onnx', () => {
       }
     }
     model.dispose();
+  });
+
+  it('reads symbolic dimensions at run time where a node needs their value', async () => {
+    // Programs the language does not make in inference graphs, built from IR: two symbolic dims.
+    const x = ir.arg('input', 'x', ['B', 'C', 4], 'f32');
+    const y = ir.arg('input', 'y', ['B', 'C'], 'f32');
+    const idx = ir.arg('input', 'idx', ['B'], 'i32');
+    const p = toProgram({
+      outputs: [
+        { name: 'size', node: ir.size(['B', 'C', 2]) },
+        { name: 'rows', node: ir.iota(['B', 'C'], 0) },
+        { name: 'cols', node: ir.iota(['B', 'C'], 1) },
+        { name: 'split', node: ir.reshape(x, ['B', 'C', 2, 2]) },
+        { name: 'picked', node: ir.take(y, idx) },
+        { name: 'filled', node: ir.broadcast(ir.constant(1.5), ['C', 'B']) },
+        { name: 'x', node: x },
+      ],
+      updates: [],
+    });
+    const [B, C] = [3, 5];
+    const feeds: Record<string, Tensor> = {
+      x: { data: Float32Array.from({ length: B * C * 4 }, (_, i) => i / 7), shape: [B, C, 4] },
+      y: { data: Float32Array.from({ length: B * C }, (_, i) => i + 0.5), shape: [B, C] },
+      idx: { data: Int32Array.from([4, 5, -1]), shape: [B] },
+    };
+    const want = runCpu(p, cpuKernels, Object.fromEntries(Object.entries(feeds).map(([k, t]) => [`input:${k}`, t])), Float32Array).outputs;
+    const got = await runOnnx(exportOnnx(p, { name: 'dims', weights: {} }), feeds, { x: 'f32', y: 'f32', idx: 'i32' });
+    for (const o of p.outputs) {
+      expect(got[o.name].dims, o.name).toEqual(want[o.name].shape);
+      expect(maxAbsDiff(got[o.name].data as TypedArray, want[o.name].data), o.name).toBe(0);
+    }
+    expect(Array.from(got.picked.data as Float32Array)).toEqual([4.5, 0, 0]);
   });
 
   it('names the op and its source line when an op has no ONNX mapping', async () => {
