@@ -14,7 +14,11 @@
  * - On a machine without a GPU, point the Vulkan loader at SwiftShader:
  *   VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json. If the variable
  *   is unset and that file exists, it is set here before Dawn starts.
+ * - Peak memory: every GPUBuffer any engine creates is counted here (see `gpuBytes`), since all
+ *   devices come from this one Dawn instance.
  */
+
+import { tmpdir } from "node:os";
 
 import { requestDevice } from "../../runtime/webgpu.ts";
 
@@ -36,7 +40,11 @@ async function setup(): Promise<GPU> {
     if (existsSync(SWIFTSHADER_ICD)) process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
   }
 
+  // SwiftShader complains on stderr when this is unset.
+  process.env.XDG_RUNTIME_DIR ??= tmpdir();
+
   const { create, globals } = await import("webgpu");
+  countBuffers(globals as unknown as DawnClasses);
   // GPUBufferUsage, GPUMapMode, GPUShaderStage, GPUTextureUsage, GPUAdapter, ...
   for (const [k, v] of Object.entries(globals as Record<string, unknown>)) {
     if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
@@ -80,4 +88,78 @@ export async function describeAdapter(): Promise<string | null> {
   if (!adapter) return null;
   const i = adapter.info;
   return [i.vendor, i.architecture, i.device, i.description].filter((s) => s).join(" / ") || "unknown adapter";
+}
+
+interface DawnClasses {
+  GPUDevice: { prototype: GPUDevice };
+  GPUBuffer: { prototype: GPUBuffer };
+}
+
+/** Bytes of the live buffers of one device; all of them go when the device is destroyed. */
+interface DeviceBytes {
+  bytes: number;
+  destroyed: boolean;
+}
+
+interface BufferBytes {
+  size: number;
+  device: DeviceBytes;
+  freed: boolean;
+}
+
+const counted = { live: 0, peak: 0 };
+// Weak maps and a finalization registry, so that counting keeps nothing alive: a buffer an
+// engine drops without destroy() is freed by Dawn when collected, and is uncounted then.
+const devices = new WeakMap<GPUDevice, DeviceBytes>();
+const buffers = new WeakMap<GPUBuffer, BufferBytes>();
+const collected = new FinalizationRegistry<BufferBytes>(free);
+
+function free(b: BufferBytes): void {
+  if (b.freed || b.device.destroyed) return;
+  b.freed = true;
+  b.device.bytes -= b.size;
+  counted.live -= b.size;
+}
+
+function countBuffers({ GPUDevice, GPUBuffer }: DawnClasses): void {
+  const { createBuffer, destroy: destroyDevice } = GPUDevice.prototype;
+  const destroyBuffer = GPUBuffer.prototype.destroy;
+  GPUDevice.prototype.createBuffer = function (this: GPUDevice, desc: GPUBufferDescriptor) {
+    const buffer = createBuffer.call(this, desc);
+    let device = devices.get(this);
+    if (!device) devices.set(this, (device = { bytes: 0, destroyed: false }));
+    const b = { size: desc.size, device, freed: false };
+    buffers.set(buffer, b);
+    collected.register(buffer, b);
+    device.bytes += b.size;
+    counted.live += b.size;
+    counted.peak = Math.max(counted.peak, counted.live);
+    return buffer;
+  };
+  GPUBuffer.prototype.destroy = function (this: GPUBuffer) {
+    const b = buffers.get(this);
+    if (b) free(b);
+    return destroyBuffer.call(this);
+  };
+  GPUDevice.prototype.destroy = function (this: GPUDevice) {
+    const d = devices.get(this);
+    if (d && !d.destroyed) {
+      counted.live -= d.bytes;
+      d.bytes = 0;
+      d.destroyed = true;
+    }
+    return destroyDevice.call(this);
+  };
+}
+
+/**
+ * Bytes of the GPU buffers alive now, and the most alive at once since the last
+ * `resetGpuPeak()`, over all devices of this process.
+ */
+export function gpuBytes(): { live: number; peak: number } {
+  return { ...counted };
+}
+
+export function resetGpuPeak(): void {
+  counted.peak = counted.live;
 }
