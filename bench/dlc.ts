@@ -1,60 +1,95 @@
 /**
- * dlc itself as a benchmark engine (backends: cpu, webgpu): compiles
- * examples/mnist_mlp.dlm (the same 784-256-128-10 MLP, softmax cross-entropy,
- * Adam 1e-3) and runs it with the runtime's `Model`. Creation = compile +
- * Model.create + loading the shared initial weights, so the first-step latency
- * includes the compiler.
+ * dlc itself as a benchmark engine (backends: cpu, webgpu), through its public API only:
  *
- * dlc's dense weights are [in, out] row-major, the layout of `initParams`.
+ * - `fromBundle`: what an app does. The workload's .dlm was compiled to a bundle beforehand
+ *   (`buildBundle`, in the parent process); the engine is `createModel()` of its model.js. This
+ *   is the engine that is timed, and its first step is "createModel -> first loss".
+ * - `fromSource`: what `dlc train` does: compile the .dlm in-process, `Model.create` from the
+ *   runtime. Only its first step is measured ("compile -> first loss").
+ *
+ * Both load the shared initial weights with `setParams`, matching the manifest's parameters
+ * (declaration order) to the workload's; dlc's layout is the workload's.
  */
-import { fileURLToPath } from "node:url";
+import { mkdirSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
 
 import { compile } from "../compiler/compile.ts";
+import { writeBundle } from "../compiler/codegen/bundle.ts";
+import { programStats } from "../compiler/codegen/stats.ts";
 import { cpuKernels } from "../runtime/cpu_kernels.ts";
 import { Model } from "../runtime/model.ts";
-import { type Engine, type EngineOptions, initParams } from "./engine.ts";
-import { nodeGpuDevice } from "./peers/node_webgpu.ts";
+import type { Manifest, TensorSpec } from "../runtime/program.ts";
+import { type Engine, type Params, type Workload } from "./engine.ts";
 
 export type DlcBackend = "cpu" | "webgpu";
 
-const MODEL = fileURLToPath(new URL("../examples/mnist_mlp.dlm", import.meta.url));
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
-export async function dlcMlp(
-  backend: DlcBackend,
-  opts: EngineOptions & { log?: (msg: string) => void } = {},
-): Promise<Engine> {
-  const t0 = performance.now();
-  const { manifest, diagnostics } = compile(MODEL);
-  if (!manifest) throw new Error(`compile failed: ${diagnostics.map((d) => d.message).join("; ")}`);
-  const compileMs = performance.now() - t0;
+/** The part of dlc's Model (runtime or bundle) the bench uses. */
+interface DlcModel {
+  trainStep(batch: Record<string, Float32Array | Int32Array | { data: Float32Array; shape: number[] }>): Promise<Record<string, number>>;
+  predict(inputs: Record<string, { data: Float32Array; shape: number[] }>): Promise<Record<string, { data: ArrayLike<number> }>>;
+  setParams(byName: Record<string, Float32Array>): void;
+  dispose(): void;
+}
 
-  const device = backend === "webgpu" ? await nodeGpuDevice() : undefined;
-  const model = await Model.create(manifest, cpuKernels, { backend, device });
-  const p = opts.params ?? initParams(0);
-  model.setParams({
-    "h.dense_0.w": p.w1,
-    "h.dense_0.b": p.b1,
-    "h.dense_1.w": p.w2,
-    "h.dense_1.b": p.b2,
-    "logits.w": p.w3,
-    "logits.b": p.b3,
-  });
-  opts.log?.(
-    `dlc-${backend}: compile ${compileMs.toFixed(0)} ms, create ${(performance.now() - t0 - compileMs).toFixed(0)} ms` +
-      ` (train program: ${manifest.programs.train.nodes.length} nodes)`,
-  );
+/** A compiled bundle's model.js. */
+export interface Bundle {
+  spec: Manifest;
+  createModel(opts: { backend: DlcBackend }): Promise<DlcModel>;
+}
 
+function compileOrThrow(w: Workload): Manifest {
+  const { manifest, diagnostics } = compile(resolve(ROOT, w.dlm));
+  if (!manifest) throw new Error(`compiling ${w.dlm} failed: ${diagnostics.map((d) => d.message).join("; ")}`);
+  return manifest;
+}
+
+/** Compile the workload's .dlm into a bundle under `dir`; returns model.js's path and the
+ *  train program's dispatches at the workload's batch. */
+export async function buildBundle(w: Workload, dir: string): Promise<{ modelJs: string; dispatches: number }> {
+  const manifest = compileOrThrow(w);
+  const out = join(dir, w.name);
+  mkdirSync(out, { recursive: true });
+  await writeBundle(manifest, out);
+  return { modelJs: join(out, "model.js"), dispatches: programStats(manifest.programs.train, { B: w.batch }).dispatches };
+}
+
+export async function importBundle(modelJs: string): Promise<Bundle> {
+  return (await import(pathToFileURL(modelJs).href)) as Bundle;
+}
+
+/** The bundle's model, as an app creates it. */
+export async function fromBundle(bundle: Bundle, backend: DlcBackend, w: Workload, params: Params): Promise<Engine> {
+  return engine(await bundle.createModel({ backend }), bundle.spec.params, backend, w, params);
+}
+
+/** Compile, then the runtime's Model, as `dlc train` does. */
+export async function fromSource(backend: DlcBackend, w: Workload, params: Params): Promise<Engine> {
+  const manifest = compileOrThrow(w);
+  const model = await Model.create(manifest, cpuKernels, { backend });
+  return engine(model, manifest.params, backend, w, params);
+}
+
+function engine(model: DlcModel, specs: TensorSpec[], backend: DlcBackend, w: Workload, params: Params): Engine {
+  const mine = w.params;
+  const same = specs.length === mine.length && specs.every((s, i) => s.shape.join() === mine[i].shape.join());
+  if (!same) {
+    const fmt = (ps: { shape: (number | string)[] }[]) => ps.map((p) => `[${p.shape.join(",")}]`).join(" ");
+    throw new Error(`${w.dlm}'s parameters ${fmt(specs)} are not the bench's ${w.name} parameters ${fmt(mine)}`);
+  }
+  model.setParams(Object.fromEntries(specs.map((s, i) => [s.name, params[mine[i].name].data])));
   return {
     name: `dlc-${backend}`,
     async step(x, y) {
-      return (await model.trainStep({ x, y })).loss;
+      return (await model.trainStep({ x: { data: x, shape: [y.length, ...w.input] }, y })).loss;
     },
-    async predict(x) {
-      return (await model.predict({ x })).probs.data as Float32Array;
+    async predict(x, batch) {
+      return (await model.predict({ x: { data: x, shape: [batch, ...w.input] } })).probs.data as Float32Array;
     },
     async dispose() {
       model.dispose();
-      device?.destroy();
     },
   };
 }

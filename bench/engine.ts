@@ -1,133 +1,179 @@
 /**
- * Common interface and timing/reporting helpers for the MNIST MLP training-step
- * benchmark. Every engine (dlc and its peers: TensorFlow.js, jax-js) implements
- * `Engine`; `timeEngine` measures it, `printTable` compares named results
- * against a chosen baseline.
+ * What every benchmark engine (dlc and its peers: TensorFlow.js, jax-js) implements, the two
+ * workloads, the weights and batches they all share, and `timeEngine`, which measures one engine
+ * on one workload.
  *
- * The model: MLP 784-256-128-10, ReLU, softmax cross-entropy (mean over the
- * batch), Adam (lr 1e-3, beta1 0.9, beta2 0.999, eps 1e-8, bias-corrected),
- * training batch 64, inference batch 256.
+ * - mlp: MLP 784-256-128-10 (examples/mnist_mlp.dlm), ReLU, softmax cross-entropy (mean over the
+ *   batch), Adam; training batch 64, inference batch 256.
+ * - lenet: LeNet-5 (examples/lenet5.dlm): conv 5x5x6 "same" + ReLU + 2x2 max pool, conv 5x5x16
+ *   "valid" + ReLU + 2x2 max pool, flatten (h, w, c order) -> dropout 0.25 -> dense 120 + ReLU ->
+ *   dense 84 + ReLU -> dense 10; softmax cross-entropy (mean) + 1e-4 * sum(w^2) over every weight
+ *   (not the biases); Adam; training batch 64.
+ *
+ * Adam everywhere: lr 1e-3, beta1 0.9, beta2 0.999, eps 1e-8, bias-corrected.
  */
+import { heapBytes, wasmBytes } from "./memory.ts";
+import { gpuBytes, resetGpuPeak } from "./peers/node_webgpu.ts";
+import { rng } from "../runtime/random.ts";
 
 export interface Engine {
   name: string;
   /**
-   * One training step on a batch: forward + backward + Adam update of all six
-   * parameter tensors. `x` is [batch, 784] row-major, `y` holds class indices
-   * 0..9. Resolves with the loss once it has been read back to the host, so the
-   * step's work is complete when the promise settles.
+   * One training step on a batch: forward + backward + Adam update of every parameter. `x` is
+   * the batch's 784 pixels per example, row-major (for LeNet: [batch, 28, 28, 1]); `y` holds
+   * class indices 0..9. Resolves with the loss (L2 penalty included) once it has been read back
+   * to the host and the updates are done.
    */
   step(x: Float32Array, y: Int32Array): Promise<number>;
-  /** Forward pass to class probabilities: returns [batch, 10] row-major. */
-  predict(x: Float32Array, batch: number): Promise<Float32Array>;
+  /** Forward pass to class probabilities, [batch, 10] row-major (workloads with inference). */
+  predict?(x: Float32Array, batch: number): Promise<Float32Array>;
+  /** Peak bytes by the engine's own bookkeeping over one more training step (tfjs: tf.profile). */
+  peakBytes?(x: Float32Array, y: Int32Array): Promise<number>;
   dispose(): Promise<void>;
 }
 
-/** Sizes and hyper-parameters shared by every engine. */
-export const MLP = {
-  sizes: [784, 256, 128, 10] as const,
-  inputs: 784,
-  classes: 10,
-  batch: 64,
-  predictBatch: 256,
-  lr: 1e-3,
-  beta1: 0.9,
-  beta2: 0.999,
-  eps: 1e-8,
-} as const;
+export const ADAM = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 } as const;
 
-/** Initial parameters, row-major: w1 [784,256], b1 [256], w2 [256,128], ... */
-export interface MlpParams {
-  w1: Float32Array;
-  b1: Float32Array;
-  w2: Float32Array;
-  b2: Float32Array;
-  w3: Float32Array;
-  b3: Float32Array;
+export const MLP = { sizes: [784, 256, 128, 10] as const, batch: 64, predictBatch: 256 } as const;
+
+export const LENET = { batch: 64, dropout: 0.25, l2: 1e-4 } as const;
+
+export const CLASSES = 10;
+/** Pixels per example, for both workloads. */
+export const PIXELS = 784;
+
+export type WorkloadName = "mlp" | "lenet";
+
+export interface Workload {
+  name: WorkloadName;
+  title: string;
+  /** The .dlm file of the same model, relative to the repository root. */
+  dlm: string;
+  /** One example's shape (784 pixels either way). */
+  input: number[];
+  batch: number;
+  /** Inference batch; 0: no inference timing. */
+  predictBatch: number;
+  /** The parameters in the order of the .dlm's declarations, in dlc's layout (dense [in, out],
+   *  conv [kh, kw, cin, cout], LeNet's flatten in (h, w, c) order). */
+  params: { name: string; shape: number[] }[];
 }
 
-/** Options every peer factory accepts. */
-export interface EngineOptions {
-  /** Initial weights (defaults to `initParams(0)`), so all engines start equal. */
-  params?: MlpParams;
-}
+/** Dense layer k's weight fkw [in, out] and bias fkb (both workloads have f1..f3). */
+const dense = (k: number, i: number, o: number) => [
+  { name: `f${k}w`, shape: [i, o] },
+  { name: `f${k}b`, shape: [o] },
+];
 
-import { rng } from '../runtime/random.ts';
+export const WORKLOADS: Record<WorkloadName, Workload> = {
+  mlp: {
+    name: "mlp",
+    title: "MNIST MLP 784-256-128-10",
+    dlm: "examples/mnist_mlp.dlm",
+    input: [784],
+    batch: MLP.batch,
+    predictBatch: MLP.predictBatch,
+    params: [...dense(1, 784, 256), ...dense(2, 256, 128), ...dense(3, 128, 10)],
+  },
+  lenet: {
+    name: "lenet",
+    title: "LeNet-5 (conv 6, conv 16, dense 120-84-10, dropout, L2)",
+    dlm: "examples/lenet5.dlm",
+    input: [28, 28, 1],
+    batch: LENET.batch,
+    predictBatch: 0,
+    params: [
+      { name: "c1w", shape: [5, 5, 1, 6] },
+      { name: "c1b", shape: [6] },
+      { name: "c2w", shape: [5, 5, 6, 16] },
+      { name: "c2b", shape: [16] },
+      ...dense(1, 400, 120),
+      ...dense(2, 120, 84),
+      ...dense(3, 84, 10),
+    ],
+  },
+};
+
+/** Parameters by name, in the workload's order. */
+export type Params = Record<string, { shape: number[]; data: Float32Array }>;
+
 export { rng };
 
-/** He-uniform weights, zero biases, deterministic in `seed`. */
-export function initParams(seed = 0): MlpParams {
+const numel = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
+
+/** Whether a parameter is a weight (L2 applies): dlc's rule, rank >= 2. */
+export const isWeight = (shape: readonly number[]) => shape.length >= 2;
+
+/** He-uniform weights (fan-in: all but the last axis), zero biases, deterministic in `seed`. */
+export function initParams(w: Workload, seed = 0): Params {
   const r = rng(seed + 1);
-  const [d0, d1, d2, d3] = MLP.sizes;
-  const w = (fanIn: number, fanOut: number) => {
-    const lim = Math.sqrt(6 / fanIn);
-    const a = new Float32Array(fanIn * fanOut);
-    for (let i = 0; i < a.length; i++) a[i] = (2 * r() - 1) * lim;
-    return a;
-  };
-  return {
-    w1: w(d0, d1),
-    b1: new Float32Array(d1),
-    w2: w(d1, d2),
-    b2: new Float32Array(d2),
-    w3: w(d2, d3),
-    b3: new Float32Array(d3),
-  };
+  const out: Params = {};
+  for (const { name, shape } of w.params) {
+    const data = new Float32Array(numel(shape));
+    if (isWeight(shape)) {
+      const lim = Math.sqrt(6 / (data.length / shape[shape.length - 1]));
+      for (let i = 0; i < data.length; i++) data[i] = (2 * r() - 1) * lim;
+    }
+    out[name] = { shape, data };
+  }
+  return out;
 }
 
 /** A random MNIST-shaped batch: pixels in [0,1), labels 0..9. */
 export function randomBatch(batch: number, seed = 1): { x: Float32Array; y: Int32Array } {
   const r = rng(seed);
-  const x = new Float32Array(batch * MLP.inputs);
+  const x = new Float32Array(batch * PIXELS);
   for (let i = 0; i < x.length; i++) x[i] = r();
   const y = new Int32Array(batch);
-  for (let i = 0; i < batch; i++) y[i] = Math.floor(r() * MLP.classes);
+  for (let i = 0; i < batch; i++) y[i] = Math.floor(r() * CLASSES);
   return { x, y };
 }
+
+/**
+ * How an engine's peak memory is measured: the GPU buffers of its device(s) ("gpu"), tfjs's
+ * tensor bookkeeping over a profiled step ("tf"), its wasm memories ("wasm"), or the process's
+ * heap + ArrayBuffers + wasm memories sampled after every call ("heap").
+ */
+export type MemoryKind = "gpu" | "tf" | "wasm" | "heap";
 
 export interface TimeOptions {
   /** Untimed steps after the first one (the first step is always untimed). */
   warmup: number;
-  /** Timed training steps. */
+  /** Timed training steps (and predict calls). */
   iters: number;
-  /** Timed predict calls (default: `iters`); 0 skips inference timing. */
-  predictIters?: number;
-  /** Untimed predict calls before timing (default 2). */
-  predictWarmup?: number;
-  /** Training batch (default 64) and inference batch (default 256). */
-  batch?: number;
-  predictBatch?: number;
-  /** Minimum number of training steps recorded in `losses` (default 20). */
+  /** Training steps to record in `losses` for the sanity check, budget permitting (default 20). */
   minSteps?: number;
-  /** Stop timing once this many ms have been spent in timed steps (optional). */
+  /** Stop a loop (warmup, timing, sanity steps, inference) once this many ms have been spent in
+   *  it: after 1 warmup step, 3 timed steps or calls, 6 steps in all at least. */
   budgetMs?: number;
-  /** When timing an existing engine, `performance.now()` taken before it was created. */
-  createdAt?: number;
+  memory: MemoryKind;
   log?: (msg: string) => void;
 }
 
 export interface TimingResult {
-  name: string;
-  /** Time to create the engine (ms); NaN when an existing engine was passed without `createdAt`. */
+  engine: string;
+  workload: WorkloadName;
+  /** Time to create the engine (ms). */
   initMs: number;
-  /** From engine creation (or the call, if unknown) to the first loss on the host (ms). */
+  /** From engine creation to the first loss on the host (ms). */
   firstStepMs: number;
   /** Median / min / max ms per training step over the timed iterations. */
   stepMedianMs: number;
   stepMinMs: number;
   stepMaxMs: number;
   stepIters: number;
-  /** Median ms per inference call at `predictBatch` (NaN when skipped). */
+  /** Median ms per inference call (NaN when the workload has none). */
   predictMedianMs: number;
   predictIters: number;
-  batch: number;
-  predictBatch: number;
   /** Losses of every training step run, in order, on the same fixed batch. */
   losses: number[];
-  /** Whether the loss went down over the first `minSteps` steps. */
+  /** Whether the loss went down over the first `minSteps` steps (see `decreases`). */
   trains: boolean;
   /** Sum of the first predicted row (should be ~1). */
   probRowSum: number;
+  /** Peak bytes the engine held (see `memory`). */
+  peakBytes: number;
+  memory: MemoryKind;
   error?: string;
 }
 
@@ -138,110 +184,113 @@ export function median(xs: number[]): number {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
+/** Dropout makes single losses noisy: compare the means of the first and last three. */
+export function decreases(losses: number[], steps = 20): boolean {
+  const l = losses.slice(0, steps);
+  if (l.length < 6 || !l.every(Number.isFinite)) return false;
+  const mean = (a: number[]) => a.reduce((s, v) => s + v, 0) / a.length;
+  return mean(l.slice(-3)) < mean(l.slice(0, 3));
+}
+
+/** The memory meter of one kind: `sample()` after every call, `peak()` at the end. */
+function meter(kind: MemoryKind) {
+  const now = () => (kind === "wasm" ? wasmBytes() : kind === "heap" ? heapBytes() + wasmBytes() : 0);
+  if (kind === "gpu") resetGpuPeak();
+  // Started with --expose-gc (bench/main.ts does), the heap baseline holds no garbage.
+  if (kind === "heap") (globalThis as { gc?: () => void }).gc?.();
+  const base = kind === "gpu" ? gpuBytes().live : now();
+  let top = base;
+  return {
+    sample: () => void (top = Math.max(top, now())),
+    peak: () => (kind === "gpu" ? gpuBytes().peak : top) - base,
+  };
+}
+
 /**
- * Time an engine. Pass a factory to include creation in `firstStepMs`
- * (engine creation -> first loss on the host), or an engine plus
- * `opts.createdAt`. Training uses one fixed random batch so the recorded
- * losses double as a "does it train" check. The engine is disposed at the end
- * when it was created here.
+ * Time one engine on one workload: creation to first loss, training steps on one fixed random
+ * batch (so the losses double as a "does it train" check), inference calls when the workload has
+ * them, and peak memory. The engine is disposed at the end.
  */
-export async function timeEngine(
-  engineOrFactory: Engine | (() => Promise<Engine>),
-  opts: TimeOptions,
-): Promise<TimingResult> {
+export async function timeEngine(make: () => Promise<Engine>, w: Workload, opts: TimeOptions): Promise<TimingResult> {
   const log = opts.log ?? (() => {});
-  const batch = opts.batch ?? MLP.batch;
-  const predictBatch = opts.predictBatch ?? MLP.predictBatch;
   const minSteps = opts.minSteps ?? 20;
-  const { x, y } = randomBatch(batch, 1);
-  const xp = randomBatch(predictBatch, 2).x;
+  const { x, y } = randomBatch(w.batch, 1);
+  const xp = w.predictBatch ? randomBatch(w.predictBatch, 2).x : undefined;
+  const mem = meter(opts.memory);
 
-  let t0 = opts.createdAt ?? performance.now();
-  let initMs = NaN;
-  let engine: Engine;
-  const owned = typeof engineOrFactory === "function";
-  if (typeof engineOrFactory === "function") {
-    t0 = performance.now();
-    engine = await engineOrFactory();
-    initMs = performance.now() - t0;
-  } else {
-    engine = engineOrFactory;
-  }
-
+  const t0 = performance.now();
+  const engine = await make();
+  const initMs = performance.now() - t0;
   try {
-    const losses: number[] = [];
-    losses.push(await engine.step(x, y));
+    const losses = [await engine.step(x, y)];
     const firstStepMs = performance.now() - t0;
+    mem.sample();
     log(`${engine.name}: first step ${firstStepMs.toFixed(0)} ms (loss ${losses[0].toFixed(4)})`);
 
-    for (let i = 0; i < opts.warmup; i++) losses.push(await engine.step(x, y));
-
-    const times: number[] = [];
-    let spent = 0;
-    for (let i = 0; i < opts.iters; i++) {
-      const s = performance.now();
-      losses.push(await engine.step(x, y));
-      const dt = performance.now() - s;
-      times.push(dt);
-      spent += dt;
-      if (opts.budgetMs !== undefined && spent > opts.budgetMs && times.length >= 3) break;
-    }
-    while (losses.length < minSteps) losses.push(await engine.step(x, y));
-
-    const n = Math.min(minSteps, losses.length);
-    const trains = Number.isFinite(losses[n - 1]) && losses[n - 1] < losses[0];
-
-    let predictMedianMs = NaN;
-    let probRowSum = NaN;
-    const pIters = opts.predictIters ?? opts.iters;
-    const ptimes: number[] = [];
-    if (pIters > 0) {
-      for (let i = 0; i < (opts.predictWarmup ?? 2); i++) await engine.predict(xp, predictBatch);
-      let pspent = 0;
-      for (let i = 0; i < pIters; i++) {
+    // Runs f up to n times, or until the budget is spent and it has run `least` times.
+    const timed = async (n: number, f: () => Promise<unknown>, least = 3) => {
+      const times: number[] = [];
+      let spent = 0;
+      for (let i = 0; i < n; i++) {
         const s = performance.now();
-        const p = await engine.predict(xp, predictBatch);
+        await f();
         const dt = performance.now() - s;
-        ptimes.push(dt);
-        pspent += dt;
-        if (i === 0) {
-          if (p.length !== predictBatch * MLP.classes) {
-            throw new Error(`predict returned ${p.length} values, expected ${predictBatch * MLP.classes}`);
-          }
-          probRowSum = 0;
-          for (let c = 0; c < MLP.classes; c++) probRowSum += p[c];
-        }
-        if (opts.budgetMs !== undefined && pspent > opts.budgetMs && ptimes.length >= 3) break;
+        mem.sample();
+        times.push(dt);
+        spent += dt;
+        if (opts.budgetMs !== undefined && spent > opts.budgetMs && times.length >= least) break;
       }
-      predictMedianMs = median(ptimes);
+      return times;
+    };
+    const train = async () => losses.push(await engine.step(x, y));
+    await timed(opts.warmup, train, 1);
+    const times = await timed(opts.iters, train);
+    // More steps for the sanity check, as the budget allows (6 at least: it compares 3 and 3).
+    await timed(minSteps - losses.length, train, 6 - losses.length);
+
+    let probRowSum = NaN;
+    let ptimes: number[] = [];
+    if (xp && engine.predict) {
+      const p = await engine.predict(xp, w.predictBatch);
+      if (p.length !== w.predictBatch * CLASSES) throw new Error(`predict returned ${p.length} values, expected ${w.predictBatch * CLASSES}`);
+      probRowSum = p.slice(0, CLASSES).reduce((a, b) => a + b, 0);
+      await engine.predict(xp, w.predictBatch);
+      ptimes = await timed(opts.iters, async () => void (await engine.predict!(xp, w.predictBatch)));
     }
 
+    let peakBytes = mem.peak();
+    if (opts.memory === "tf") {
+      if (!engine.peakBytes) throw new Error(`${engine.name} has no peakBytes() for memory kind "tf"`);
+      peakBytes = await engine.peakBytes(x, y);
+    }
     return {
-      name: engine.name,
+      engine: engine.name,
+      workload: w.name,
       initMs,
       firstStepMs,
       stepMedianMs: median(times),
       stepMinMs: Math.min(...times),
       stepMaxMs: Math.max(...times),
       stepIters: times.length,
-      predictMedianMs,
+      predictMedianMs: median(ptimes),
       predictIters: ptimes.length,
-      batch,
-      predictBatch,
       losses,
-      trains,
+      trains: decreases(losses, minSteps),
       probRowSum,
+      peakBytes,
+      memory: opts.memory,
     };
   } finally {
-    if (owned) await engine.dispose();
+    await engine.dispose();
   }
 }
 
-/** A result row for an engine that could not be created or run. */
-export function failedResult(name: string, err: unknown): TimingResult {
+/** A result for an engine that could not be created or run. */
+export function failedResult(engine: string, workload: WorkloadName, memory: MemoryKind, err: unknown): TimingResult {
   const msg = err instanceof Error ? err.message : String(err);
   return {
-    name,
+    engine,
+    workload,
     initMs: NaN,
     firstStepMs: NaN,
     stepMedianMs: NaN,
@@ -250,119 +299,11 @@ export function failedResult(name: string, err: unknown): TimingResult {
     stepIters: 0,
     predictMedianMs: NaN,
     predictIters: 0,
-    batch: MLP.batch,
-    predictBatch: MLP.predictBatch,
     losses: [],
     trains: false,
     probRowSum: NaN,
+    peakBytes: NaN,
+    memory,
     error: msg.split("\n")[0],
   };
-}
-
-/** One-line "does it train" summary for a result. */
-export function sanityLine(r: TimingResult, steps = 20): string {
-  if (r.error) return `${r.name}: FAILED (${r.error})`;
-  const n = Math.min(steps, r.losses.length);
-  const a = r.losses[0];
-  const b = r.losses[n - 1];
-  return (
-    `${r.name}: loss ${a.toFixed(4)} -> ${b.toFixed(4)} over ${n} steps on a fixed batch ` +
-    `${r.trains ? "(decreasing: OK)" : "(NOT decreasing: FAIL)"}` +
-    (Number.isFinite(r.probRowSum) ? `, prob row sum ${r.probRowSum.toFixed(4)}` : "")
-  );
-}
-
-function fmtMs(v: number): string {
-  if (!Number.isFinite(v)) return "-";
-  if (v >= 100) return v.toFixed(0);
-  if (v >= 10) return v.toFixed(1);
-  return v.toFixed(2);
-}
-
-function fmtRatio(v: number, base: number): string {
-  if (!Number.isFinite(v) || !Number.isFinite(base) || base <= 0) return "-";
-  return `${(v / base).toFixed(2)}x`;
-}
-
-/**
- * The baseline row of each result: one name for every row, or a function of
- * the row's name (e.g. dlc-cpu for CPU/wasm engines, dlc-webgpu for WebGPU
- * ones).
- */
-export type Baseline = string | ((name: string) => string);
-
-const baselineOf = (baseline: Baseline, name: string) =>
-  typeof baseline === "string" ? baseline : baseline(name);
-
-/**
- * Print a table of results with times and ratios to each row's baseline row
- * (ratio = engine time / baseline time, so > 1 means slower than the
- * baseline). When a baseline is absent or failed, its ratios print as "-".
- */
-export function formatTable(results: TimingResult[], baseline: Baseline,
-  label = typeof baseline === "string" ? baseline : "baseline",
-): string {
-  const ok = (name: string) => results.find((r) => r.name === name && !r.error);
-  const bases = new Set(results.map((r) => baselineOf(baseline, r.name)));
-  const header = [
-    "engine",
-    "step ms (median)",
-    "vs " + label,
-    "min..max",
-    "first step ms",
-    `predict ms (b=${results[0]?.predictBatch ?? MLP.predictBatch})`,
-    "vs " + label,
-    "trains",
-  ];
-  const rows = results.map((r) => {
-    if (r.error) return [r.name, "FAILED: " + r.error, "", "", "", "", "", ""];
-    const base = ok(baselineOf(baseline, r.name));
-    return [
-      r.name + (bases.has(r.name) ? " *" : ""),
-      fmtMs(r.stepMedianMs) + ` (n=${r.stepIters})`,
-      fmtRatio(r.stepMedianMs, base?.stepMedianMs ?? NaN),
-      `${fmtMs(r.stepMinMs)}..${fmtMs(r.stepMaxMs)}`,
-      fmtMs(r.firstStepMs),
-      fmtMs(r.predictMedianMs) + ` (n=${r.predictIters})`,
-      fmtRatio(r.predictMedianMs, base?.predictMedianMs ?? NaN),
-      r.trains ? "yes" : "NO",
-    ];
-  });
-  const widths = header.map((h, i) =>
-    Math.max(h.length, ...rows.map((row) => (row[i].startsWith("FAILED") ? 0 : row[i].length))),
-  );
-  const line = (cells: string[]) =>
-    cells[1]?.startsWith("FAILED")
-      ? `${cells[0].padEnd(widths[0])} | ${cells[1]}`
-      : cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join(" | ");
-  const out = [line(header), widths.map((w) => "-".repeat(w)).join("-|-"), ...rows.map(line)];
-  const missing = [...bases].filter((b) => !ok(b));
-  if (missing.length) out.push(`(baseline ${missing.join(", ")} not present or failed: no ratios for its rows)`);
-  out.push(`(* baseline; ratio = time / baseline time, >1 = slower than the baseline)`);
-  return out.join("\n");
-}
-
-/**
- * The loss curves side by side (steps 1, 2, 5, 10, 15, 20 on the fixed batch)
- * and each engine's largest deviation from its baseline's curve.
- */
-export function formatCurves(results: TimingResult[], baseline: Baseline, steps = 20): string {
-  const at = [1, 2, 5, 10, 15, 20].filter((s) => s <= steps);
-  const ran = results.filter((r) => !r.error);
-  const w = Math.max(6, ...ran.map((r) => r.name.length));
-  const out = [`${"step".padEnd(w)} ${at.map((s) => String(s).padStart(7)).join("")}   max|d| vs baseline`];
-  for (const r of ran) {
-    const base = ran.find((b) => b.name === baselineOf(baseline, r.name));
-    const n = Math.min(steps, r.losses.length, base?.losses.length ?? 0);
-    let dev = 0;
-    for (let i = 0; i < n; i++) dev = Math.max(dev, Math.abs(r.losses[i] - base!.losses[i]));
-    const cells = at.map((s) => (s <= r.losses.length ? r.losses[s - 1].toFixed(4) : "-").padStart(7)).join("");
-    const d = !base ? "-" : base === r ? "(baseline)" : `${dev.toExponential(1)} vs ${base.name}`;
-    out.push(`${r.name.padEnd(w)} ${cells}   ${d}`);
-  }
-  return out.join("\n");
-}
-
-export function printTable(results: TimingResult[], baseline: Baseline): void {
-  console.log(formatTable(results, baseline));
 }

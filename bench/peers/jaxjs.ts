@@ -1,11 +1,18 @@
 /**
- * jax-js peer for the MNIST MLP benchmark (devices: wasm, webgpu).
+ * jax-js peer (devices: wasm, webgpu), both workloads.
  *
  * One training step is ONE jit-compiled function: valueAndGrad of the loss
- * followed by a hand-written, bias-corrected Adam update of all six parameter
- * tensors (@jax-js/optax is not published on npm). The step counter `t` is a
- * device scalar so the bias corrections are computed inside the jit without
- * retracing.
+ * followed by a hand-written, bias-corrected Adam update of every parameter
+ * (@jax-js/optax is not published on npm). The step counter `t` and the dropout
+ * key are device values threaded through the steps, so the bias corrections and
+ * the dropout masks are computed inside the jit without retracing.
+ *
+ * LeNet in jax-js's layout: NCHW images (the shared [B, 28, 28, 1] batch is the
+ * same memory as [B, 1, 28, 28]), OIHW kernels (lax.conv), max pooling with
+ * lax.reduceWindow. The shared weights are converted once: conv kernels from
+ * [kh, kw, cin, cout] to [cout, cin, kh, kw], and the rows of the first dense
+ * weight from dlc's (h, w, c) flatten order to (c, h, w), so the model computes
+ * the same function.
  *
  * jax-js uses reference counting: every function argument is consumed, `.ref`
  * takes an extra reference. The jit-ed functions below follow that rule.
@@ -21,56 +28,68 @@ import {
   defaultDevice,
   init,
   jit,
+  lax,
   nn,
   numpy as np,
+  random,
   tree,
   valueAndGrad,
 } from "@jax-js/jax";
 
-import { type Engine, type EngineOptions, MLP, initParams } from "../engine.ts";
+import { ADAM, CLASSES, type Engine, LENET, type Params, type Workload, isWeight } from "../engine.ts";
 import { ensureNodeWebGPU } from "./node_webgpu.ts";
 
 export type JaxDevice = "wasm" | "webgpu";
 
-type Params = {
-  w1: np.Array;
-  b1: np.Array;
-  w2: np.Array;
-  b2: np.Array;
-  w3: np.Array;
-  b3: np.Array;
-};
-const KEYS = ["w1", "b1", "w2", "b2", "w3", "b3"] as const;
+type P = Record<string, np.Array>;
 
-function forward(p: Params, x: np.Array): np.Array {
-  const h1 = nn.relu(np.dot(x, p.w1).add(p.b1));
-  const h2 = nn.relu(np.dot(h1, p.w2).add(p.b2));
-  return np.dot(h2, p.w3).add(p.b3);
-}
+const dense = (p: P, x: np.Array, k: number) => np.dot(x, p[`f${k}w`]).add(p[`f${k}b`]);
 
-/** Softmax cross-entropy, mean over the batch. `y1h` is one-hot [batch, 10]. */
-function lossFn(p: Params, x: np.Array, y1h: np.Array): np.Array {
+const mlp = (p: P, x: np.Array) => dense(p, nn.relu(dense(p, nn.relu(dense(p, x, 1)), 2)), 3);
+
+const pool = (x: np.Array) => lax.reduceWindow(x, (win: np.Array) => np.max(win), [2, 2], [2, 2]);
+
+/** LeNet-5 on NCHW `x`; dropout when a key is given. */
+function lenet(p: P, x: np.Array, key?: np.Array): np.Array {
+  const conv = (h: np.Array, k: string, padding: "SAME" | "VALID") =>
+    pool(nn.relu(lax.conv(h, p[`${k}w`], [1, 1], padding).add(p[`${k}b`].reshape([-1, 1, 1]))));
   const batch = x.shape[0];
-  return nn.logSoftmax(forward(p, x)).mul(y1h).sum().mul(-1 / batch);
+  let f = conv(conv(x, "c1", "SAME"), "c2", "VALID").reshape([batch, -1]);
+  if (key) {
+    const keep = 1 - LENET.dropout;
+    f = np.where(random.bernoulli(key, keep, f.shape), f.mul(1 / keep), 0);
+  }
+  return dense(p, nn.relu(dense(p, nn.relu(dense(p, f, 1)), 2)), 3);
 }
 
-const { lr, beta1, beta2, eps } = MLP;
+/** Softmax cross-entropy (mean over the batch) + LeNet's L2; `y1h` is one-hot [batch, 10]. */
+function lossFn(w: Workload, p: P, x: np.Array, y1h: np.Array, key?: np.Array): np.Array {
+  const batch = x.shape[0];
+  // The penalty takes its references before the forward pass consumes the weights.
+  const penalties = w.name === "mlp" ? [] : w.params.filter((q) => isWeight(q.shape)).map((q) => np.square(p[q.name].ref).sum());
+  const logits = w.name === "mlp" ? mlp(p, x) : lenet(p, x, key);
+  const ce = nn.logSoftmax(logits).mul(y1h).sum().mul(-1 / batch);
+  return penalties.reduce((l, pen) => l.add(pen.mul(LENET.l2)), ce);
+}
+
+const { lr, beta1, beta2, eps } = ADAM;
 
 /**
- * (params, m, v, t, x, y) -> [loss, params', m', v', t+1]; everything in one jit.
+ * (params, m, v, t, key, x, y) -> [loss, params', m', v', t+1, key']; everything in one jit.
  * Built per engine so each device gets its own compiled program.
  */
-const makeTrainStep = () =>
-  jit((p: Params, m: Params, v: Params, t: np.Array, x: np.Array, y: np.Array) => {
-    const y1h = nn.oneHot(y, MLP.classes);
-    const [loss, g] = valueAndGrad(lossFn)(tree.ref(p), x, y1h);
+const makeTrainStep = (w: Workload) =>
+  jit((p: P, m: P, v: P, t: np.Array, key: np.Array, x: np.Array, y: np.Array) => {
+    const keys = random.split(key, 2);
+    const y1h = nn.oneHot(y, CLASSES);
+    const [loss, g] = valueAndGrad((q: P) => lossFn(w, q, x, y1h, keys.ref.slice(1)))(tree.ref(p));
     const t1 = t.add(1);
     const bc1 = np.power(beta1, t1.ref).neg().add(1); // 1 - beta1^t
     const bc2 = np.power(beta2, t1.ref).neg().add(1); // 1 - beta2^t
-    const np_: Partial<Params> = {};
-    const nm: Partial<Params> = {};
-    const nv: Partial<Params> = {};
-    for (const k of KEYS) {
+    const np_: P = {};
+    const nm: P = {};
+    const nv: P = {};
+    for (const k of Object.keys(p)) {
       const gk = g[k];
       const mk = m[k].mul(beta1).add(gk.ref.mul(1 - beta1));
       const vk = v[k].mul(beta2).add(gk.ref.mul(gk).mul(1 - beta2));
@@ -82,20 +101,38 @@ const makeTrainStep = () =>
     }
     bc1.dispose();
     bc2.dispose();
-    return [loss, np_ as Params, nm as Params, nv as Params, t1] as [
-      np.Array,
-      Params,
-      Params,
-      Params,
-      np.Array,
-    ];
+    return [loss, np_, nm, nv, t1, keys.slice(0)] as [np.Array, P, P, P, np.Array, np.Array];
   });
 
-const makePredict = () => jit((p: Params, x: np.Array) => nn.softmax(forward(p, x), -1));
+const makePredict = (w: Workload) =>
+  jit((p: P, x: np.Array) => nn.softmax(w.name === "mlp" ? mlp(p, x) : lenet(p, x), -1));
+
+/** The shared weights in jax-js's layout (see the top of this file). */
+function jaxLayout(w: Workload, params: Params): Record<string, { data: Float32Array; shape: number[] }> {
+  if (w.name === "mlp") return params;
+  const out = { ...params };
+  for (const k of ["c1w", "c2w"]) {
+    const { data, shape } = params[k];
+    const [kh, kw, ci, co] = shape;
+    const t = new Float32Array(data.length);
+    for (let y = 0; y < kh; y++)
+      for (let x = 0; x < kw; x++)
+        for (let i = 0; i < ci; i++) for (let o = 0; o < co; o++) t[((o * ci + i) * kh + y) * kw + x] = data[((y * kw + x) * ci + i) * co + o];
+    out[k] = { data: t, shape: [co, ci, kh, kw] };
+  }
+  // f1w's rows: (h, w, c) -> (c, h, w) for the 5 x 5 x 16 features.
+  const { data, shape } = params.f1w;
+  const [rows, cols] = shape;
+  const [hw, c] = [25, 16];
+  const t = new Float32Array(data.length);
+  for (let s = 0; s < hw; s++) for (let ch = 0; ch < c; ch++) t.set(data.subarray((s * c + ch) * cols, (s * c + ch + 1) * cols), (ch * hw + s) * cols);
+  out.f1w = { data: t, shape: [rows, cols] };
+  return out;
+}
 
 let inited: Promise<string[]> | null = null;
 
-export async function jaxMlp(device: JaxDevice, opts: EngineOptions = {}): Promise<Engine> {
+export async function jaxEngine(device: JaxDevice, w: Workload, params: Params): Promise<Engine> {
   if (device === "webgpu") {
     await ensureNodeWebGPU();
     if (!(await navigator.gpu.requestAdapter())) {
@@ -110,51 +147,40 @@ export async function jaxMlp(device: JaxDevice, opts: EngineOptions = {}): Promi
   }
   defaultDevice(device);
 
-  const init0 = opts.params ?? initParams(0);
-  const [d0, d1, d2, d3] = MLP.sizes;
-  const shapes: Record<(typeof KEYS)[number], number[]> = {
-    w1: [d0, d1],
-    b1: [d1],
-    w2: [d1, d2],
-    b2: [d2],
-    w3: [d2, d3],
-    b3: [d3],
-  };
-  const mk = (f: (k: (typeof KEYS)[number]) => np.Array): Params =>
-    Object.fromEntries(KEYS.map((k) => [k, f(k)])) as Params;
-  let params = mk((k) => np.array(init0[k], { shape: shapes[k], device }));
-  let m = mk((k) => np.zeros(shapes[k], { device }));
-  let v = mk((k) => np.zeros(shapes[k], { device }));
+  const init0 = jaxLayout(w, params);
+  const all = (f: (k: string) => np.Array): P => Object.fromEntries(Object.keys(init0).map((k) => [k, f(k)]));
+  let p = all((k) => np.array(init0[k].data, { shape: init0[k].shape, device }));
+  let m = all((k) => np.zeros(init0[k].shape, { device }));
+  let v = all((k) => np.zeros(init0[k].shape, { device }));
   let t = np.zeros([], { device });
-  await blockUntilReady([params, m, v, t]);
-  const trainStep = makeTrainStep();
-  const predictFn = makePredict();
+  let key = random.key(0);
+  await blockUntilReady([p, m, v, t, key]);
+  const trainStep = makeTrainStep(w);
+  const predictFn = makePredict(w);
+  // NCHW for LeNet: C = 1, so the NHWC batch is already laid out right.
+  const shape = (batch: number) => (w.name === "mlp" ? [batch, 784] : [batch, 1, 28, 28]);
 
   return {
     name: `jax-js-${device}`,
 
     async step(x: Float32Array, y: Int32Array): Promise<number> {
       const batch = y.length;
-      const xa = np.array(x, { shape: [batch, d0], device });
+      const xa = np.array(x, { shape: shape(batch), device });
       const ya = np.array(y, { shape: [batch], dtype: np.int32, device });
-      const [loss, p2, m2, v2, t2] = trainStep(params, m, v, t, xa, ya);
-      params = p2;
-      m = m2;
-      v = v2;
-      t = t2;
+      const [loss, p2, m2, v2, t2, k2] = trainStep(p, m, v, t, key, xa, ya);
+      [p, m, v, t, key] = [p2, m2, v2, t2, k2];
       // jax-js is lazy: force the parameter/moment updates as well as the loss.
-      const [l] = await Promise.all([loss.data(), blockUntilReady([params, m, v, t])]);
+      const [l] = await Promise.all([loss.data(), blockUntilReady([p, m, v, t, key])]);
       return l[0];
     },
 
     async predict(x: Float32Array, batch: number): Promise<Float32Array> {
-      const xa = np.array(x, { shape: [batch, d0], device });
-      const probs = predictFn(tree.ref(params), xa);
+      const probs = predictFn(tree.ref(p), np.array(x, { shape: shape(batch), device }));
       return (await probs.data()) as Float32Array;
     },
 
     async dispose(): Promise<void> {
-      tree.dispose([params, m, v, t]);
+      tree.dispose([p, m, v, t, key]);
       trainStep.dispose();
       predictFn.dispose();
     },

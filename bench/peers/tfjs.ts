@@ -1,8 +1,11 @@
 /**
- * TensorFlow.js peer for the MNIST MLP benchmark (backends: cpu, wasm, webgpu).
+ * TensorFlow.js peer (backends: cpu, wasm, webgpu), both workloads.
  *
  * Idiomatic tfjs: tf.variable parameters, tf.train.adam (bias-corrected Adam),
- * optimizer.minimize() over tf.losses.softmaxCrossEntropy (mean over batch).
+ * optimizer.minimize() over tf.losses.softmaxCrossEntropy (mean over batch) plus,
+ * for LeNet, the L2 penalty; tf.conv2d / tf.maxPool / tf.dropout in NHWC, the
+ * layout of the shared weights. tfjs-backend-wasm has no Conv2DBackpropFilter
+ * kernel, so its LeNet step fails; the bench reports that.
  *
  * Node setup notes:
  * - wasm: the .wasm binaries are loaded from node_modules via a file-system
@@ -21,7 +24,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import "@tensorflow/tfjs-backend-cpu";
 
 
-import { type Engine, type EngineOptions, MLP, initParams } from "../engine.ts";
+import { ADAM, CLASSES, type Engine, LENET, type Params, type Workload, isWeight } from "../engine.ts";
 import { ensureNodeWebGPU } from "./node_webgpu.ts";
 
 export type TfjsBackend = "cpu" | "wasm" | "webgpu";
@@ -56,7 +59,7 @@ function loadWebGPU(): Promise<void> {
   return webgpuLoaded;
 }
 
-export async function tfjsMlp(backend: TfjsBackend, opts: EngineOptions = {}): Promise<Engine> {
+export async function tfjsEngine(backend: TfjsBackend, w: Workload, params: Params): Promise<Engine> {
   if (backend === "wasm") await loadWasm();
   if (backend === "webgpu") await loadWebGPU();
   if (!tf.findBackendFactory(backend)) throw new Error(`tfjs backend '${backend}' is not registered`);
@@ -64,51 +67,63 @@ export async function tfjsMlp(backend: TfjsBackend, opts: EngineOptions = {}): P
   if (!ok || tf.getBackend() !== backend) throw new Error(`tf.setBackend('${backend}') failed`);
   await tf.ready();
 
-  const p = opts.params ?? initParams(0);
-  const [d0, d1, d2, d3] = MLP.sizes;
   // tidy() frees the initial-value tensors; variables survive it.
-  const vars = tf.tidy(() => [
-    tf.variable(tf.tensor2d(p.w1, [d0, d1]), true, "w1"),
-    tf.variable(tf.tensor1d(p.b1), true, "b1"),
-    tf.variable(tf.tensor2d(p.w2, [d1, d2]), true, "w2"),
-    tf.variable(tf.tensor1d(p.b2), true, "b2"),
-    tf.variable(tf.tensor2d(p.w3, [d2, d3]), true, "w3"),
-    tf.variable(tf.tensor1d(p.b3), true, "b3"),
-  ]);
-  const [w1, b1, w2, b2, w3, b3] = vars;
-  const optimizer = tf.train.adam(MLP.lr, MLP.beta1, MLP.beta2, MLP.eps);
+  const p = tf.tidy(() =>
+    Object.fromEntries(w.params.map(({ name, shape }) => [name, tf.variable(tf.tensor(params[name].data, shape), true, name)])),
+  );
+  const vars = Object.values(p);
+  const weights = w.params.filter((q) => isWeight(q.shape)).map((q) => p[q.name]);
+  const optimizer = tf.train.adam(ADAM.lr, ADAM.beta1, ADAM.beta2, ADAM.eps);
 
-  const forward = (x: tf.Tensor2D): tf.Tensor2D => {
-    const h1 = tf.relu(tf.add(tf.matMul(x, w1), b1));
-    const h2 = tf.relu(tf.add(tf.matMul(h1, w2), b2));
-    return tf.add(tf.matMul(h2, w3), b3) as tf.Tensor2D;
+  const dense = (x: tf.Tensor, i: number) => tf.add(tf.matMul(x as tf.Tensor2D, p[`f${i}w`]), p[`f${i}b`]);
+  const forward =
+    w.name === "mlp"
+      ? (x: tf.Tensor) => dense(tf.relu(dense(tf.relu(dense(x, 1)), 2)), 3)
+      : (x: tf.Tensor, training = false) => {
+          const conv = (h: tf.Tensor, k: string, padding: "same" | "valid") =>
+            tf.maxPool(tf.relu(tf.add(tf.conv2d(h as tf.Tensor4D, p[`${k}w`] as tf.Tensor4D, 1, padding), p[`${k}b`])) as tf.Tensor4D, 2, 2, "valid");
+          const h = conv(conv(x, "c1", "same"), "c2", "valid");
+          let f: tf.Tensor = tf.reshape(h, [x.shape[0], -1]);
+          if (training) f = tf.dropout(f, LENET.dropout);
+          return dense(tf.relu(dense(tf.relu(dense(f, 1)), 2)), 3);
+        };
+  const penalty = () => tf.mul(LENET.l2, tf.addN(weights.map((v) => tf.sum(tf.square(v)))));
+  const input = (x: Float32Array, batch: number) => tf.tensor(x, [batch, ...w.input]);
+
+  const step = async (x: Float32Array, y: Int32Array): Promise<number> => {
+    const batch = y.length;
+    const xs = input(x, batch);
+    const labels = tf.tensor1d(y, "int32");
+    const onehot = tf.oneHot(labels, CLASSES);
+    const loss = optimizer.minimize(
+      () => {
+        const ce = tf.losses.softmaxCrossEntropy(onehot, forward(xs, true)) as tf.Scalar;
+        return w.name === "lenet" ? tf.add(ce, penalty()) : ce;
+      },
+      true,
+      vars,
+    )!;
+    // Reading the loss flushes the backend's queue, so the Adam updates
+    // enqueued before it have finished too.
+    const v = (await loss.data())[0];
+    tf.dispose([xs, labels, onehot, loss]);
+    return v;
   };
 
   return {
     name: `tfjs-${backend}`,
-
-    async step(x: Float32Array, y: Int32Array): Promise<number> {
-      const batch = y.length;
-      const xs = tf.tensor2d(x, [batch, d0]);
-      const labels = tf.tensor1d(y, "int32");
-      const onehot = tf.oneHot(labels, d3);
-      const loss = optimizer.minimize(
-        () => tf.losses.softmaxCrossEntropy(onehot, forward(xs)) as tf.Scalar,
-        true,
-        vars,
-      )!;
-      // Reading the loss flushes the backend's queue, so the Adam updates
-      // enqueued before it have finished too.
-      const v = (await loss.data())[0];
-      tf.dispose([xs, labels, onehot, loss]);
-      return v;
-    },
+    step,
 
     async predict(x: Float32Array, batch: number): Promise<Float32Array> {
-      const probs = tf.tidy(() => tf.softmax(forward(tf.tensor2d(x, [batch, d0]))));
+      const probs = tf.tidy(() => tf.softmax(forward(input(x, batch))));
       const out = (await probs.data()) as Float32Array;
       probs.dispose();
       return out;
+    },
+
+    /** tf.profile's peakBytes: the most tensor bytes alive at once, all of them counted. */
+    async peakBytes(x: Float32Array, y: Int32Array): Promise<number> {
+      return (await tf.profile(() => step(x, y).then(() => []))).peakBytes;
     },
 
     async dispose(): Promise<void> {
