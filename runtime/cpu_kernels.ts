@@ -29,8 +29,12 @@ export const {
 export const { sum, mean, reduce_max, reduce_min, argmax } = reduceCpu;
 
 export const cpuKernels: CpuKernels = /* @__PURE__ */ (() =>
-  Object.fromEntries(
-    Object.entries(ops() as Record<string, OpDef>).flatMap(([op, d]): [string, CpuKernels[string]][] =>
-      d.alias ? [[op, 'alias']] : d.cpu ? [[op, d.cpu]] : [],
+  Object.assign(
+    Object.fromEntries(
+      Object.entries(ops() as Record<string, OpDef>).flatMap(([op, d]): [string, CpuKernels[string]][] =>
+        d.alias ? [[op, 'alias']] : d.cpu ? [[op, d.cpu]] : [],
+      ),
     ),
+    // The wasm SIMD kernels (runtime/wasm.ts), generated on first use; binaryen stays out of bundles.
+    { wasm: async () => (await import('../compiler/codegen/wasm.ts')).cpuWasm() },
   ))();

@@ -1,0 +1,335 @@
+// The fast CPU path: programs run with their tensors in one WebAssembly memory. The ops with a
+// WebAssembly SIMD kernel (compiler/codegen/wasm.ts: matmul, conv2d and its two backward forms)
+// read and write that memory in place; every other op runs its JavaScript kernel (the generated
+// fused loops included) on views of it. Parameters, state and optimizer slots stay in the memory
+// between runs. Float32 only: float64 runs (gradient checks) use runtime/cpu.ts.
+
+import type { Tensor, TypedArray } from '../compiler/ops/types.ts';
+import { boxOffsets, broadcastStrides } from '../compiler/ops/elementwise.ts';
+import type { ArgJSON, NodeJSON, ProgramJSON } from './program.ts';
+
+type Attrs = NodeJSON['attrs'];
+import { constData, type CpuKernels } from './cpu.ts';
+import { argKey, bindSymbols, nodeShapes, numel } from './shapes.ts';
+
+/** Where a table of CPU kernels gets the wasm kernels' bytes (its `wasm` member). */
+export type WasmSource = () => Promise<BufferSource>;
+
+/** The panel sizes of compiler/codegen/wasm.ts's gemm. */
+const MR = 4, NR = 8;
+/** gemm's scratch for edge tiles (MR × NR floats) at address 0; blocks start after it. */
+const TILE = 0, FIRST = 128;
+
+interface Exports {
+  pack4(src: number, dst: number, rows: number, depth: number, rs: number, ds: number): void;
+  pack8(src: number, dst: number, rows: number, depth: number, rs: number, ds: number): void;
+  gemm(a: number, b: number, c: number, m: number, n: number, k: number, ldc: number, tile: number): void;
+  im2col(x: number, dst: number, ...geom: number[]): void;
+  im2col_t(x: number, dst: number, ...geom: number[]): void;
+  col2im(src: number, dx: number, ...geom: number[]): void;
+}
+
+/** A tensor's place in the memory: byte offset, element count, Int32Array (i32, bool) or not. */
+interface Block {
+  off: number;
+  n: number;
+  int: boolean;
+}
+
+/** The memory and its allocator: free blocks are kept by size, which repeats from step to step,
+ *  so after the first step every allocation is a reuse. */
+class Heap {
+  readonly memory = new WebAssembly.Memory({ initial: 256, maximum: 65536 });
+  private top = FIRST;
+  private readonly free = new Map<number, number[]>();
+  alloc(n: number, int = false): Block {
+    const bytes = Heap.size(n);
+    let off = this.free.get(bytes)?.pop();
+    if (off === undefined) {
+      off = this.top;
+      this.top += bytes;
+      const short = this.top - this.memory.buffer.byteLength;
+      // grow by half at least: views made before a grow are detached, so Heap hands out offsets
+      if (short > 0) this.memory.grow(Math.max(Math.ceil(short / 65536), this.memory.buffer.byteLength >> 17));
+    }
+    return { off, n, int };
+  }
+  release(b: Block): void {
+    const bytes = Heap.size(b.n);
+    const list = this.free.get(bytes);
+    if (list) list.push(b.off);
+    else this.free.set(bytes, [b.off]);
+  }
+  view(b: Block): TypedArray {
+    return b.int ? new Int32Array(this.memory.buffer, b.off, b.n) : new Float32Array(this.memory.buffer, b.off, b.n);
+  }
+  /** A 16-byte multiple: SIMD loads stay aligned. */
+  private static size(n: number): number {
+    return Math.max(16, (n * 4 + 15) & ~15);
+  }
+}
+
+// ---------------------------------------------------------------- the ops' wasm kernels
+
+interface WasmKernel {
+  /** Whether these attributes are covered (else the JavaScript kernel runs). */
+  ok?(attrs: Attrs): boolean;
+  run(h: Heap, e: Exports, ins: Block[], shapes: number[][], out: Block, shape: number[], attrs: Attrs): void;
+}
+
+const up = (n: number, q: number) => Math.ceil(n / q) * q;
+
+/** Element offsets of each batch entry of an operand of `shape` (batch dims broadcast). */
+const batchOffsets = (shape: number[], batch: number[], block: number) =>
+  boxOffsets(batch, broadcastStrides(shape.slice(0, -2), batch).map((s) => s * block));
+
+/** The conv layout kernels' geometry (compiler/codegen/wasm.ts CONV) from x, w and y's shapes. */
+function convGeom([B, H, W, C]: number[], [KH, KW]: number[], [, OH, OW]: number[], a: Attrs): number[] {
+  const [sh, sw] = a.strides as number[], [pt, , pl] = a.padding as number[], [dh, dw] = a.dilations as number[];
+  return [B, H, W, C, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw];
+}
+
+/** Zeroes the padding rows of the last panel of a matrix packed by pack4 (`rows` × `depth`). */
+function zeroTail(h: Heap, b: Block, rows: number, depth: number): void {
+  if (rows % MR) (h.view(b) as Float32Array).fill(0, Math.floor(rows / MR) * MR * depth, up(rows, MR) * depth);
+}
+
+const ungrouped = (a: Attrs) => a.groups === 1;
+
+/** C = op(A)·op(B) through the packed panels; `pack` the operands, then one gemm. */
+function product(h: Heap, e: Exports, m: number, n: number, k: number, packA: (dst: number) => void, packB: (dst: number) => void, c: number): void {
+  const ap = h.alloc(up(m, MR) * k), bp = h.alloc(up(n, NR) * k);
+  packA(ap.off);
+  packB(bp.off);
+  e.gemm(ap.off, bp.off, c, m, n, k, n, TILE);
+  h.release(ap);
+  h.release(bp);
+}
+
+const WASM: Record<string, WasmKernel> = {
+  matmul: {
+    run(h, e, [a, b], [as, bs], out, os, { transA, transB }) {
+      const r = os.length, m = os[r - 2], n = os[r - 1], k = as[as.length - (transA ? 2 : 1)];
+      const batch = os.slice(0, -2);
+      const [ao, bo] = [batchOffsets(as, batch, m * k), batchOffsets(bs, batch, k * n)];
+      for (let t = 0; t < ao.length; t++)
+        product(h, e, m, n, k,
+          (dst) => e.pack4(a.off + 4 * ao[t], dst, m, k, transA ? 1 : k, transA ? m : 1),
+          (dst) => e.pack8(b.off + 4 * bo[t], dst, n, k, transB ? k : 1, transB ? 1 : n),
+          out.off + 4 * t * m * n);
+    },
+  },
+  // y [M = B·OH·OW, F] = P [M, K]·w [K, F], P the patch matrix (im2col writes it packed)
+  conv2d: {
+    ok: ungrouped,
+    run(h, e, [x, w], [xs, ws], y, ys, attrs) {
+      const g = convGeom(xs, ws, ys, attrs);
+      const M = numel(ys.slice(0, 3)), K = numel(ws.slice(0, 3)), F = ws[3];
+      const ap = h.alloc(up(M, MR) * K), bp = h.alloc(up(F, NR) * K);
+      zeroTail(h, ap, M, K);
+      e.im2col(x.off, ap.off, ...g);
+      e.pack8(w.off, bp.off, F, K, 1, F);
+      e.gemm(ap.off, bp.off, y.off, M, F, K, F, TILE);
+      h.release(ap);
+      h.release(bp);
+    },
+  },
+  // dw [K, F] = Pᵀ [K, M]·dy [M, F]
+  conv2d_backprop_filter: {
+    ok: ungrouped,
+    run(h, e, [x, dy], [xs, ds], dw, dws, attrs) {
+      const g = convGeom(xs, dws, ds, attrs);
+      const M = numel(ds.slice(0, 3)), K = numel(dws.slice(0, 3)), F = dws[3];
+      const ap = h.alloc(up(K, MR) * M), bp = h.alloc(up(F, NR) * M);
+      zeroTail(h, ap, K, M);
+      e.im2col_t(x.off, ap.off, ...g);
+      e.pack8(dy.off, bp.off, F, M, 1, F);
+      e.gemm(ap.off, bp.off, dw.off, K, F, M, F, TILE);
+      h.release(ap);
+      h.release(bp);
+    },
+  },
+  // dP [M, K] = dy [M, F]·wᵀ, then col2im adds each patch entry back to its pixel
+  conv2d_backprop_input: {
+    ok: ungrouped,
+    run(h, e, [dy, w], [ds, ws], dx, xs, attrs) {
+      const g = convGeom(xs, ws, ds, attrs);
+      const M = numel(ds.slice(0, 3)), K = numel(ws.slice(0, 3)), F = ws[3];
+      const cols = h.alloc(M * K);
+      product(h, e, M, K, F, (dst) => e.pack4(dy.off, dst, M, F, F, 1), (dst) => e.pack8(w.off, dst, K, F, F, 1), cols.off);
+      h.view(dx).fill(0);
+      e.col2im(cols.off, dx.off, ...g);
+      h.release(cols);
+    },
+  },
+};
+
+// ---------------------------------------------------------------- the executor
+
+/** A one-instruction SIMD function: WebAssembly.validate tells whether the host has SIMD. */
+const SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 10, 1, 8, 0, 65, 0, 253, 15, 253, 98, 11]);
+
+/** What one program needs at every run: each node's alias root and the node after which the
+ *  root's block is dead (Infinity: an output or update). */
+interface Plan {
+  root: number[];
+  end: number[];
+  arg: (ArgJSON | undefined)[];
+}
+
+const plans = new WeakMap<ProgramJSON, Plan>();
+
+function plan(p: ProgramJSON, kernels: CpuKernels): Plan {
+  let pl = plans.get(p);
+  if (pl) return pl;
+  const root = p.nodes.map((_, i) => i);
+  const end = p.nodes.map(() => -1);
+  p.nodes.forEach((n, i) => {
+    if (kernels[n.op] === 'alias') root[i] = root[n.inputs[0]];
+    for (const j of n.inputs) end[root[j]] = i;
+  });
+  for (const r of [...p.outputs, ...p.updates]) end[root[r.node]] = Infinity;
+  const arg = p.nodes.map((): ArgJSON | undefined => undefined);
+  for (const a of p.args) arg[a.node] = a;
+  pl = { root, end, arg };
+  plans.set(p, pl);
+  return pl;
+}
+
+interface Stored {
+  b: Block;
+  shape: number[];
+}
+
+type Value = Block | TypedArray;
+const isBlock = (v: Value): v is Block => 'off' in v;
+
+/** Runs programs with the wasm kernels; the same interface as model.ts's CpuExecutor. */
+export class WasmExecutor {
+  private readonly tensors = new Map<string, Stored>();
+  private previous = new Map<string, Stored>();
+
+  private constructor(
+    private readonly kernels: CpuKernels,
+    private readonly h: Heap,
+    private readonly e: Exports,
+  ) {}
+
+  /** The executor, or undefined where the table has no wasm kernels or the host no SIMD. */
+  static async create(kernels: CpuKernels): Promise<WasmExecutor | undefined> {
+    const source = (kernels as { wasm?: WasmSource }).wasm;
+    if (!source || typeof WebAssembly !== 'object' || !WebAssembly.validate(SIMD_PROBE)) return undefined;
+    const h = new Heap();
+    const { instance } = await WebAssembly.instantiate(await source(), { env: { memory: h.memory } });
+    return new WasmExecutor(kernels, h, instance.exports as unknown as Exports);
+  }
+
+  write(key: string, t: Tensor): void {
+    const b = this.h.alloc(t.data.length, t.data instanceof Int32Array);
+    this.h.view(b).set(t.data);
+    const old = this.tensors.get(key);
+    this.tensors.set(key, { b, shape: [...t.shape] });
+    if (old && this.previous.get(key)?.b !== old.b) this.h.release(old.b);
+  }
+
+  async read(keys: readonly string[]): Promise<Record<string, Tensor>> {
+    return Object.fromEntries(keys.map((k) => [k, this.copy(this.tensors.get(k)!)]));
+  }
+
+  async run(p: ProgramJSON, feeds: Record<string, Tensor>, read = p.outputs.map((o) => o.name)): Promise<Record<string, Tensor>> {
+    const { h, e } = this;
+    const { root, end, arg } = plan(p, this.kernels);
+    const given: Record<string, Tensor | Stored> = {};
+    for (const a of p.args) {
+      const k = argKey(a);
+      const t = feeds[k] ?? this.tensors.get(k);
+      if (t) given[k] = t;
+    }
+    const syms = bindSymbols(p, given);
+    const shapes = nodeShapes(p, syms);
+    const vals: Value[] = [];
+    /** Blocks this run allocated, by root node, until dead or kept. */
+    const owned = new Set<number>();
+    const view = (v: Value) => (isBlock(v) ? h.view(v) : v);
+    p.nodes.forEach((n, i) => {
+      const shape = shapes[i];
+      const a = arg[i];
+      if (a) {
+        const t = given[argKey(a)];
+        vals[i] = 'b' in t ? t.b : n.dtype === 'f32' && !(t.data instanceof Float32Array) ? new Float32Array(t.data) : t.data;
+      } else if (n.op === 'const') vals[i] = constData(n, numel(shape), Float32Array);
+      else if (root[i] !== i) vals[i] = vals[root[i]];
+      else {
+        const wk = n.dtype === 'f32' ? WASM[n.op] : undefined;
+        if (wk && (!wk.ok || wk.ok(n.attrs))) {
+          const temps: Block[] = [];
+          const ins = n.inputs.map((j) => {
+            const v = vals[j];
+            if (isBlock(v)) return v;
+            const b = h.alloc(v.length, v instanceof Int32Array);
+            h.view(b).set(v);
+            temps.push(b);
+            return b;
+          });
+          const out = h.alloc(numel(shape));
+          wk.run(h, e, ins, n.inputs.map((j) => shapes[j]), out, shape, n.attrs);
+          temps.forEach((b) => h.release(b));
+          vals[i] = out;
+          owned.add(i);
+        } else {
+          const kernel = this.kernels[n.op];
+          if (typeof kernel !== 'function') throw new Error(`no CPU kernel for op '${n.op}'`);
+          const ins = n.inputs.map((j) => ({ data: view(vals[j]), shape: shapes[j] }));
+          const v = kernel(ins, n.attrs, { shape, dtype: n.dtype }, { float: Float32Array, syms });
+          // a kernel that hands back an input's view: copy it, its block may be reused
+          vals[i] = v.buffer === h.memory.buffer ? v.slice() : v;
+        }
+      }
+      for (const j of new Set(n.inputs)) {
+        const r = root[j];
+        if (end[r] === i && owned.delete(r)) h.release(vals[r] as Block);
+      }
+    });
+
+    const out: Record<string, Tensor> = {};
+    for (const o of p.outputs) if (read.includes(o.name)) out[o.name] = { data: view(vals[o.node]).slice(), shape: shapes[o.node] };
+    const next = new Map<string, Stored>();
+    for (const u of p.updates) {
+      const r = root[u.node], v = vals[r];
+      let b: Block;
+      if (isBlock(v) && owned.delete(r)) b = v;
+      else {
+        b = h.alloc(numel(shapes[r]), n32(v));
+        h.view(b).set(view(v));
+      }
+      next.set(argKey(u), { b, shape: shapes[u.node] });
+    }
+    for (const r of owned) h.release(vals[r] as Block);
+    // the blocks of the step before last are free now, unless still in use
+    const live = new Set([...this.tensors.values(), ...next.values()].map((s) => s.b.off));
+    for (const s of this.previous.values()) if (!live.has(s.b.off)) h.release(s.b);
+    this.previous = new Map([...next.keys()].flatMap((k) => (this.tensors.has(k) ? [[k, this.tensors.get(k)!]] : [])));
+    for (const [k, s] of next) this.tensors.set(k, s);
+    return out;
+  }
+
+  rollback(): void {
+    for (const [k, s] of this.previous) {
+      const cur = this.tensors.get(k);
+      if (cur && cur.b.off !== s.b.off) this.h.release(cur.b);
+      this.tensors.set(k, s);
+    }
+    this.previous.clear();
+  }
+
+  dispose(): void {
+    this.tensors.clear();
+    this.previous.clear();
+  }
+
+  private copy(s: Stored): Tensor {
+    return { data: this.h.view(s.b).slice(), shape: [...s.shape] };
+  }
+}
+
+const n32 = (v: Value): boolean => (isBlock(v) ? v.int : v instanceof Int32Array);

@@ -1,0 +1,137 @@
+// The wasm SIMD kernels (compiler/codegen/wasm.ts, run by runtime/wasm.ts) against the JavaScript
+// CPU kernels in float32: matmul in every transpose form with broadcast batches, conv2d and its two
+// backward forms, on random sizes that are mostly not multiples of the SIMD width or the 4×8
+// register tile; and MLP and LeNet-5 training on the fast CPU path against the JavaScript path.
+
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import * as b from '../compiler/ir/build.ts';
+import type { Node } from '../compiler/ir/node.ts';
+import type { Tensor } from '../compiler/ops/types.ts';
+import { convOutSize, type ConvOpts } from '../compiler/ops/conv.ts';
+import { compile } from '../compiler/compile.ts';
+import { cpuKernels } from '../runtime/cpu_kernels.ts';
+import type { CpuKernels } from '../runtime/cpu.ts';
+import { Model } from '../runtime/model.ts';
+import { WasmExecutor } from '../runtime/wasm.ts';
+import { evalCpu, expectClose, feedsOf, programOf, randomTensor } from './support/harness.ts';
+
+const wasm = (await WasmExecutor.create(cpuKernels))!;
+
+async function evalWasm(outputs: readonly Node[], feeds: ReadonlyMap<Node, Tensor>): Promise<Tensor[]> {
+  const r = await wasm.run(programOf(outputs, false), feedsOf(feeds));
+  return outputs.map((_, i) => r[`out${i}`]);
+}
+
+/** Runs `outputs` both ways on random inputs of the args' shapes and compares. */
+async function agree(outputs: Node[], args: Node[], shapes: number[][], seed: number): Promise<void> {
+  const feeds = new Map(args.map((a, i) => [a, randomTensor(shapes[i], seed + i, { min: -2, max: 2 })]));
+  const want = evalCpu(outputs, feeds, 'f32');
+  const got = await evalWasm(outputs, feeds);
+  got.forEach((g, i) => {
+    expect(g.shape).toEqual(want[i].shape);
+    expectClose(g, want[i], { rtol: 1e-4, atol: 1e-4 });
+  });
+}
+
+const input = (name: string, shape: number[]) => b.arg('input', name, shape, 'f32');
+
+describe('wasm matmul', () => {
+  it('has SIMD here (Node 20)', () => expect(wasm).toBeDefined());
+
+  it('matches the JS kernel: random m, k, n, all four transpose forms, broadcast batch dims', async () => {
+    const arb = fc.record({
+      m: fc.integer({ min: 1, max: 19 }),
+      k: fc.integer({ min: 1, max: 19 }),
+      n: fc.integer({ min: 1, max: 19 }),
+      tA: fc.boolean(),
+      tB: fc.boolean(),
+      batch: fc.constantFrom([[], []], [[2], [2]], [[3], []], [[2, 1], [3]]),
+      seed: fc.integer({ min: 1, max: 2 ** 30 }),
+    });
+    await fc.assert(
+      fc.asyncProperty(arb, async ({ m, k, n, tA, tB, batch: [ba, bb], seed }) => {
+        const sa = [...ba, ...(tA ? [k, m] : [m, k])], sb = [...bb, ...(tB ? [n, k] : [k, n])];
+        const [x, y] = [input('a', sa), input('b', sb)];
+        await agree([b.matmul(x, y, tA, tB)], [x, y], [sa, sb], seed);
+      }),
+      { numRuns: 150 },
+    );
+  });
+
+  it('matches on sizes of several panels and a long inner dimension', async () => {
+    for (const [m, k, n, tA, tB] of [[67, 130, 35, false, false], [33, 301, 9, true, false], [5, 64, 70, false, true], [64, 784, 40, true, true]] as const) {
+      const sa = tA ? [k, m] : [m, k], sb = tB ? [n, k] : [k, n];
+      const [x, y] = [input('a', sa), input('b', sb)];
+      await agree([b.matmul(x, y, tA, tB)], [x, y], [sa, sb], m + k + n);
+    }
+  });
+});
+
+describe('wasm conv2d and its backward forms', () => {
+  const arb = fc.record({
+    B: fc.integer({ min: 1, max: 3 }),
+    C: fc.integer({ min: 1, max: 5 }),
+    F: fc.integer({ min: 1, max: 11 }),
+    k: fc.tuple(fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 4 })),
+    strides: fc.tuple(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 3 })),
+    padding: fc.tuple(fc.integer({ min: 0, max: 2 }), fc.integer({ min: 0, max: 2 }), fc.integer({ min: 0, max: 2 }), fc.integer({ min: 0, max: 2 })),
+    dilations: fc.tuple(fc.integer({ min: 1, max: 2 }), fc.integer({ min: 1, max: 2 })),
+    extra: fc.tuple(fc.integer({ min: 0, max: 6 }), fc.integer({ min: 0, max: 6 })),
+    groups: fc.constantFrom(1, 1, 1, 2),
+    seed: fc.integer({ min: 1, max: 2 ** 30 }),
+  });
+
+  it('forward, input gradient and filter gradient match the JS kernels (groups > 1 runs the JS kernel)', async () => {
+    await fc.assert(
+      fc.asyncProperty(arb, async ({ B, C, F, k, strides, padding, dilations, extra, groups, seed }) => {
+        const fit = (q: number) => Math.max(1, dilations[q] * (k[q] - 1) + 1 - padding[2 * q] - padding[2 * q + 1]) + extra[q];
+        const [H, W] = [fit(0), fit(1)];
+        const o: ConvOpts = { strides, padding, dilations, groups };
+        const xs = [B, H, W, C * groups], ws = [k[0], k[1], C, F * groups];
+        const ys = [B, convOutSize(H, k[0], strides[0], dilations[0], padding[0], padding[1]), convOutSize(W, k[1], strides[1], dilations[1], padding[2], padding[3]), F * groups];
+        const [x, w, dy] = [input('x', xs), input('w', ws), input('dy', ys)];
+        const outs = [b.conv2d(x, w, o), b.conv2dBackpropInput(dy, w, o, [H, W]), b.conv2dBackpropFilter(x, dy, o, k)];
+        await agree(outs, [x, w, dy], [xs, ws, ys], seed);
+      }),
+      { numRuns: 120 },
+    );
+  });
+
+  it('matches on LeNet-5 sizes (batch 8)', async () => {
+    for (const [xs, ws, pad] of [[[8, 28, 28, 1], [5, 5, 1, 6], 2], [[8, 14, 14, 6], [5, 5, 6, 16], 0]] as const) {
+      const o: ConvOpts = { padding: [pad, pad, pad, pad] };
+      const ys = [xs[0], xs[1] + 2 * pad - 4, xs[2] + 2 * pad - 4, ws[3]];
+      const [x, w, dy] = [input('x', [...xs]), input('w', [...ws]), input('dy', ys)];
+      await agree([b.conv2d(x, w, o), b.conv2dBackpropInput(dy, w, o, [xs[1], xs[2]]), b.conv2dBackpropFilter(x, dy, o, [5, 5])], [x, w, dy], [[...xs], [...ws], ys], 7);
+    }
+  });
+});
+
+describe('training on the fast CPU path', () => {
+  // the same table without its wasm source: model.ts falls back to the JavaScript kernels
+  const jsOnly: CpuKernels = Object.fromEntries(Object.entries(cpuKernels).filter(([k]) => k !== 'wasm'));
+
+  async function curves(file: string, shape: number[]): Promise<{ fast: number[]; js: number[]; params: [Record<string, Tensor>, Record<string, Tensor>] }> {
+    const { manifest } = compile(file);
+    const [fast, js] = [await Model.create(manifest!, cpuKernels, { backend: 'cpu', seed: 3 }), await Model.create(manifest!, jsOnly, { backend: 'cpu', seed: 3 })];
+    const n = shape.reduce((p, d) => p * d, 1);
+    const losses: [number[], number[]] = [[], []];
+    for (let step = 0; step < 20; step++) {
+      const x = randomTensor(shape, 100 + step, { min: 0, max: 1 });
+      const y = Int32Array.from({ length: shape[0] }, (_, i) => (i * 7 + step) % 10);
+      expect(x.data.length).toBe(n);
+      for (const [q, m] of [fast, js].entries()) losses[q].push((await m.trainStep({ x, y })).loss);
+    }
+    return { fast: losses[0], js: losses[1], params: [await fast.getParams(), await js.getParams()] };
+  }
+
+  for (const [name, file, shape] of [['MNIST MLP', 'examples/mnist_mlp.dlm', [32, 784]], ['LeNet-5', 'examples/lenet5.dlm', [16, 28, 28, 1]]] as const) {
+    it(`${name}: 20 Adam steps agree with the JS path within 1e-4 relative`, async () => {
+      const { fast, js, params } = await curves(file, [...shape]);
+      expect(fast[19]).toBeLessThan(fast[0]);
+      fast.forEach((l, i) => expect(Math.abs(l - js[i])).toBeLessThanOrEqual(1e-4 * Math.abs(js[i])));
+      for (const [k, t] of Object.entries(params[1])) expectClose(params[0][k], t, { rtol: 1e-4, atol: 1e-5 });
+    }, 60_000);
+  }
+});
