@@ -9,6 +9,8 @@
  * Options: --only=a,b / --skip=a,b (engine names)  --workloads=mlp,lenet  --warmup=3  --iters=20
  *          --budget-ms=10000 (cap on the timed ms of each timing loop)
  *          --timeout-s=150 (per engine and workload)  --out=PATH
+ *          --check: only check that the CPU engines compute the same function (bench/agree.ts),
+ *          which every run does first; exits with 1 if they do not
  *
  * Every engine runs each workload in a fresh process of its own (this file, `--child=JOB`), so
  * first steps are cold, peak memory is the engine's alone, and a crash or a hang costs one cell.
@@ -35,6 +37,7 @@ import {
   randomBatch,
   timeEngine,
 } from "./engine.ts";
+import { TOLERANCE, agreement, agreementLine } from "./agree.ts";
 import { trackWasmMemory } from "./memory.ts";
 import { describeAdapter, ensureNodeWebGPU } from "./peers/node_webgpu.ts";
 import { MEMORY_NOTES, Report, type Result, fmtMs } from "./report.ts";
@@ -165,6 +168,13 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<Resu
   const timeoutS = Number(args["timeout-s"] ?? 150);
   const outPath = resolve(args.out ?? join(dirname(HERE), "results", "bench.json"));
 
+  if (args.check) {
+    const agreements = await agreement(workloads);
+    for (const a of agreements) console.log(agreementLine(a));
+    process.exitCode = agreements.every((a) => a.maxDiff <= TOLERANCE) ? 0 : 1;
+    return [];
+  }
+
   const adapter = specs.some((s) => s.webgpu) ? await describeAdapter().catch(() => null) : null;
   const load0 = loadavg();
   console.log(
@@ -176,6 +186,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<Resu
   if (load0[0] > cpus().length * 0.5) console.log(`warning: the machine is busy; timings will be noisy`);
 
   const t0 = performance.now();
+  const agreements = await agreement(workloads);
   const dispatches: Partial<Record<WorkloadName, number>> = {};
   const bundles: Partial<Record<WorkloadName, string | Error>> = {};
   const tmp = mkdtempSync(join(tmpdir(), "dlc-bench-"));
@@ -217,7 +228,9 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<Resu
     const totalS = (performance.now() - t0) / 1000;
 
     const report = new Report(results, specs.map((s) => s.name));
-    console.log("\nSanity (loss on one fixed random batch, mean of the first 3 vs the last 3 of 20 steps):");
+    console.log("\nSanity: the same function (predictions at the shared initial weights, batch 8):");
+    for (const a of agreements) console.log("  " + agreementLine(a));
+    console.log("and training (loss on one fixed random batch, mean of the first 3 vs the last 3 of 20 steps):");
     for (const l of report.sanity()) console.log("  " + l);
     for (const w of workloads) {
       const note = w.name === "lenet" ? " (dropout: each engine draws its own masks, compare trends only)" : "";
@@ -260,6 +273,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<Resu
       config: { warmup, iters, budgetMs, timeoutS },
       memory: Object.fromEntries(specs.map((s) => [s.name, MEMORY_NOTES[s.memory]])),
       dispatches,
+      agreements,
       targets,
       results,
     };
