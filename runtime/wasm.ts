@@ -43,14 +43,19 @@ class Heap {
   private top = FIRST;
   private readonly free = new Map<number, number[]>();
   alloc(n: number, int = false): Block {
+    return this.tryAlloc(n, int, true)!;
+  }
+  /** Without `grow`, undefined where the memory would have to grow (which detaches every view). */
+  tryAlloc(n: number, int: boolean, grow: boolean): Block | undefined {
     const bytes = Heap.size(n);
     let off = this.free.get(bytes)?.pop();
     if (off === undefined) {
+      const short = this.top + bytes - this.memory.buffer.byteLength;
+      if (short > 0 && !grow) return undefined;
+      // by half at least, so that grows are rare
+      if (short > 0) this.memory.grow(Math.max(Math.ceil(short / 65536), this.memory.buffer.byteLength >> 17));
       off = this.top;
       this.top += bytes;
-      const short = this.top - this.memory.buffer.byteLength;
-      // grow by half at least: views made before a grow are detached, so Heap hands out offsets
-      if (short > 0) this.memory.grow(Math.max(Math.ceil(short / 65536), this.memory.buffer.byteLength >> 17));
     }
     return { off, n, int };
   }
@@ -280,9 +285,20 @@ export class WasmExecutor {
           const kernel = this.kernels[n.op];
           if (typeof kernel !== 'function') throw new Error(`no CPU kernel for op '${n.op}'`);
           const ins = n.inputs.map((j) => ({ data: view(vals[j]), shape: shapes[j] }));
-          const v = kernel(ins, n.attrs, { shape, dtype: n.dtype }, { float: Float32Array, syms });
+          // results go to the memory too while it has room (growing it would detach `ins`)
+          const made = new Map<number, Block>();
+          const alloc = (size: number, int: boolean): TypedArray => {
+            const b = h.tryAlloc(size, int, false);
+            if (!b) return int ? new Int32Array(size) : new Float32Array(size);
+            made.set(b.off, b);
+            return h.view(b).fill(0);
+          };
+          const v = kernel(ins, n.attrs, { shape, dtype: n.dtype }, { float: Float32Array, syms, alloc });
+          const mine = v.buffer === h.memory.buffer ? made.get(v.byteOffset) : undefined;
+          for (const b of made.values()) if (b !== mine) h.release(b);
+          if (mine) owned.add(i);
           // a kernel that hands back an input's view: copy it, its block may be reused
-          vals[i] = v.buffer === h.memory.buffer ? v.slice() : v;
+          vals[i] = mine ?? (v.buffer === h.memory.buffer ? v.slice() : v);
         }
       }
       for (const j of new Set(n.inputs)) {

@@ -20,8 +20,9 @@ import type { CpuCtx, CpuKernel, KernelSig, OpDef, Tensor, TypedArray } from './
  *  such as Math.max. */
 type Scalar = (a: number, b: number, c: number) => number;
 
-/** A fresh output array: `ctx.float` for f32, Int32Array for i32 and bool. */
+/** A fresh zeroed output array: `ctx.float` for f32, Int32Array for i32 and bool (or ctx.alloc's). */
 export function alloc(dtype: DType, n: number, ctx: CpuCtx): TypedArray {
+  if (ctx.alloc) return ctx.alloc(n, dtype !== 'f32');
   return dtype === 'f32' ? new ctx.float(n) : new Int32Array(n);
 }
 

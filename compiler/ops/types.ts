@@ -17,6 +17,9 @@ export interface CpuCtx {
   float: Float32ArrayConstructor | Float64ArrayConstructor;
   /** Values of the symbolic dimensions (B -> 64). */
   syms: Readonly<Record<string, number>>;
+  /** Where kernels get their zeroed result arrays (`alloc` in elementwise.ts), when the executor
+   *  keeps tensors in its own memory (runtime/wasm.ts); float32 only. */
+  alloc?(n: number, int: boolean): TypedArray;
 }
 
 /** Computes the output from concrete inputs. Pure; allocates its result (ctx.float for f32). */
