@@ -8,6 +8,9 @@
 import { closeSync, fsyncSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { EpochStats, FitState } from '../runtime/train.ts';
+import { DlcInputError, Model } from '../runtime/model.ts';
+import { cpuKernels } from '../runtime/cpu_kernels.ts';
+import type { Manifest } from '../runtime/program.ts';
 import { DataError } from './data.ts';
 
 /** A checkpoint that cannot be read or used: one line for the user, exit code 1. */
@@ -146,6 +149,21 @@ export function trainExtra(path: string, extra: Record<string, unknown>): TrainE
   if (typeof x.state !== 'object' || x.state === null) bad('no training-loop state');
   if (x.best !== undefined && typeof x.best !== 'string') bad('a damaged best epoch');
   return x;
+}
+
+/** The weights a bundle ships (`dlc compile --checkpoint`): the checkpoint's parameters, state,
+ *  optimizer slots, step and hyperparameters, checked against `manifest`, without the training
+ *  run's own record (history, settings). */
+export async function bundleWeights(manifest: Manifest, path: string): Promise<Uint8Array> {
+  const model = await Model.create(manifest, cpuKernels, { backend: 'cpu' });
+  try {
+    model.restore(readCheckpointFile(path));
+    return await model.save();
+  } catch (e) {
+    throw e instanceof DlcInputError ? new CheckpointError(`--checkpoint ${path}: ${e.message}`) : e;
+  } finally {
+    model.dispose();
+  }
 }
 
 export const toBase64 = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64');

@@ -14,7 +14,7 @@ import type { Dataset } from '../runtime/dataset.ts';
 import type { Manifest } from '../runtime/program.ts';
 import { DataError, loadFile, mnist } from './data.ts';
 import { nodeDevice } from './gpu.ts';
-import { CHECKPOINT_FORMAT, CheckpointError, checkOutputPath, fromBase64, readCheckpointFile, removeStaleTemps, toBase64, trainExtra, writeFileAtomic, type TrainExtra, type TrainSettings } from './checkpoint.ts';
+import { CHECKPOINT_FORMAT, CheckpointError, bundleWeights, checkOutputPath, fromBase64, readCheckpointFile, removeStaleTemps, toBase64, trainExtra, writeFileAtomic, type TrainExtra, type TrainSettings } from './checkpoint.ts';
 import * as passes from './passes.ts';
 import { CURVES_FORMAT, plotKind, writeCurves, writePlot, type CurveRun, type Curves } from './plot.ts';
 
@@ -323,12 +323,14 @@ program
   .option('--dump <pass>', 'print each program\'s IR after this pass (lowered, fold, simplify, stability, fuse)')
   .option('--program <name>', 'with --dump: only this program (init, train, evaluate, predict, ...)')
   .option('--stats', 'print kernels, dispatches, buffer bytes and FLOPs of each program, and the size of model.js')
+  .option('--checkpoint <file>', "ship these trained weights (from 'dlc train --save') as weights.bin, loaded by default")
   .description('write the bundle: manifest.json, kernels/*.wgsl, model.js, model.d.ts')
-  .action(async (file: string, o: { out: string; dump?: string; program?: string; stats?: boolean }) => {
+  .action(async (file: string, o: { out: string; dump?: string; program?: string; stats?: boolean; checkpoint?: string }) => {
     if (o.dump) passes.checkPassName('--dump', o.dump);
     const r = compile(modelFile(file));
     if (!report(r) || !r.manifest || !r.model) process.exit(1);
-    const files = await writeBundle(r.manifest, o.out);
+    const weights = o.checkpoint === undefined ? undefined : await bundleWeights(r.manifest, o.checkpoint);
+    const files = await writeBundle(r.manifest, o.out, weights);
     process.stderr.write(`wrote ${files.length} files to ${o.out}\n`);
     if (o.dump) process.stdout.write(passes.dumpIR(r.model, r.manifest, o.dump, o.program));
     if (o.stats) process.stdout.write(`${await passes.stats(r.manifest, compile(file, undefined, { passes: [] }).manifest)}\n`);

@@ -8,7 +8,7 @@ import type { PackedManifest } from '../compiler/codegen/bundle.ts';
 import type { Manifest } from './program.ts';
 import { Model, type ModelOptions } from './model.ts';
 
-export { Model, DlcInputError } from './model.ts';
+export { Model, DlcInputError, DlcNumericError } from './model.ts';
 
 /** The manifest as the compiler wrote it: packManifest undone. */
 function unpack({ s, m }: PackedManifest): Manifest {
@@ -22,8 +22,11 @@ function unpack({ s, m }: PackedManifest): Manifest {
   return m;
 }
 
+const { w } = packed as PackedManifest;
 export const spec = unpack(packed as PackedManifest);
 
+/** A model on WebGPU or the CPU; with the bundle's weights file, if it was compiled with one,
+ *  unless `opts.weights` gives others (or null: none). */
 export function createModel(opts: ModelOptions = {}): Promise<Model> {
-  return Model.create(spec, kernels, opts);
+  return Model.create(spec, kernels, { ...opts, weights: opts.weights === undefined && w ? new URL(w, import.meta.url) : opts.weights });
 }

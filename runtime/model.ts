@@ -4,8 +4,9 @@
 import type { Tensor, TypedArray } from '../compiler/ops/types.ts';
 import type { Manifest, ProgramJSON, TensorSpec } from './program.ts';
 import { runCpu, type CpuKernels } from './cpu.ts';
-import { WasmExecutor } from './wasm.ts';
 import { argKey, numel } from './shapes.ts';
+import type { Dataset } from './dataset.ts';
+import { fit, type EpochStats, type FitResult } from './train.ts';
 import { WebGPUExecutor, requestDevice } from './webgpu.ts';
 
 export type Backend = 'webgpu' | 'cpu';
@@ -17,6 +18,26 @@ export interface ModelOptions {
   device?: GPUDevice;
   /** Seed of the initial parameters and of dropout; the manifest's `seed` by default. */
   seed?: number;
+  /** Trained weights, as `save()` wrote them (or `dlc compile --checkpoint`): the bytes, or where to
+   *  load them from (a URL, or in Node a file path); null: none, even in a bundle that has some. */
+  weights?: ArrayBuffer | ArrayBufferView | URL | string | null;
+}
+
+export interface ModelFitOptions {
+  /** Epochs to train (the train block's by default), counting on from the model's epoch. */
+  epochs?: number;
+  /** Examples per step (the train block's by default). */
+  batch?: number;
+  shuffle?: boolean;
+  /** Examples evaluated after every epoch: `stats.val`. */
+  val?: Feeds;
+  /** After each epoch; awaited. */
+  onEpoch?(stats: EpochStats): void | Promise<void>;
+  /** After each step: its loss and metrics, the epoch, and the step's number in it (from 1). */
+  onStep?(stats: Record<string, number> & { epoch: number; step: number; steps: number }): void;
+  /** Cancels training: the step in flight finishes, the model keeps the updates made and stays
+   *  usable, and fit rejects with the signal's reason (an AbortError unless given another). */
+  signal?: AbortSignal;
 }
 
 /** A batch: typed arrays by input name (the shape is inferred) or tensors with explicit shapes. */
@@ -110,13 +131,45 @@ export class Model {
     const seed = opts.seed ?? manifest.train.seed;
     const device = opts.backend === 'cpu' ? undefined : (opts.device ?? (await defaultDevice()));
     if (opts.backend === 'webgpu' && !device) throw new Error('WebGPU was asked for, but no adapter is available');
-    // the CPU: with the wasm kernels where the kernel table has them and the host runs SIMD
-    const exec: Executor = device ? new WebGPUExecutor(device) : ((await WasmExecutor.create(kernels)) ?? new CpuExecutor(kernels));
+    const exec: Executor = device ? new WebGPUExecutor(device) : new CpuExecutor(kernels);
     const model = new Model(manifest, device ? 'webgpu' : 'cpu', exec, kernels, seed);
     // Initial values are computed on the CPU, so every backend starts from the same numbers.
     const init = runCpu(manifest.programs.init, kernels, { 'hyper:key': { data: new Int32Array([seed, 0]), shape: [2] } }, Float32Array);
     for (const [k, t] of Object.entries(init.updates)) exec.write(k, t);
+    if (opts.weights != null) {
+      try {
+        model.restore(await loadBytes(opts.weights));
+      } catch (e) {
+        model.dispose();
+        throw e;
+      }
+    }
     return model;
+  }
+
+  /** Trains on `data` (arrays by input name, the first dim the example) in shuffled batches; resolves
+   *  with each epoch's stats when the epochs are done. See ModelFitOptions.signal for cancelling. */
+  async fit(data: Feeds, opts: ModelFitOptions = {}): Promise<FitResult> {
+    const t = this.manifest.train;
+    return fit(this, this.dataset(data), {
+      epochs: this.epoch + (opts.epochs ?? t.epochs),
+      batch: opts.batch ?? t.batch,
+      shuffle: opts.shuffle ?? t.shuffle,
+      seed: this.seed,
+      ...(opts.val && { val: this.dataset(opts.val) }),
+      ...(opts.onEpoch && { onEpoch: (s: EpochStats) => opts.onEpoch!(s) }),
+      ...(opts.onStep && { onBatch: (step: number, steps: number, s: Record<string, number>) => opts.onStep!({ ...s, epoch: this.epoch + 1, step, steps }) }),
+      ...(opts.signal && { signal: opts.signal }),
+    });
+  }
+
+  /** `data` checked as the training program's inputs, with one example count. */
+  private dataset(data: Feeds): Dataset {
+    const columns = this.feeds(data, this.manifest.programs.train);
+    const sizes = Object.entries(columns).map(([k, t]) => [k.slice(6), t.shape[0]] as const);
+    const [first, other] = [sizes[0], sizes.find((s) => s[1] !== sizes[0][1])];
+    if (other) throw new DlcInputError(`input '${first[0]}' has ${first[1]} examples but input '${other[0]}' has ${other[1]}`);
+    return { size: first?.[1] ?? 0, columns: Object.fromEntries(Object.entries(columns).map(([k, t]) => [k.slice(6), t])) };
   }
 
   /** One optimizer update on `batch`; returns the loss and the model's metrics on it. A step whose
@@ -191,6 +244,7 @@ export class Model {
 
   /** Parameters by name (copies). */
   async getParams(): Promise<Record<string, Tensor>> {
+    this.live();
     const keys = this.manifest.params.map((p) => `param:${p.name}`);
     const t = await this.exec.read(keys);
     return Object.fromEntries(this.manifest.params.map((p, i) => [p.name, copy(t[keys[i]])]));
@@ -198,6 +252,7 @@ export class Model {
 
   /** Replace parameters by name (all or some), e.g. imported weights. */
   setParams(byName: Record<string, TypedArray | Tensor>): void {
+    this.live();
     const specs = new Map(this.manifest.params.map((p) => [p.name, p]));
     const checked = Object.entries(byName).map(([name, v]) => {
       const spec = specs.get(name);
@@ -209,6 +264,7 @@ export class Model {
 
   /** Parameters, state, optimizer slots and the step, as bytes. `extra` is kept alongside. */
   async save(extra: Record<string, unknown> = {}): Promise<Uint8Array> {
+    this.live();
     const entries = this.saved();
     const values = await this.exec.read(entries.map((e) => e.key));
     let offset = 0;
@@ -238,6 +294,7 @@ export class Model {
 
   /** Load what `save` wrote. Everything is checked before anything changes. Returns `extra`. */
   restore(bytes: Uint8Array): Record<string, unknown> {
+    this.live();
     const fail = (why: string): never => {
       throw new DlcInputError(`not a checkpoint of model '${this.manifest.model}': ${why}`);
     };
@@ -317,9 +374,13 @@ export class Model {
     return runCpu(schedule, this.kernels, feeds, Float64Array).outputs.lr.data[0];
   }
 
+  private live(): void {
+    if (this.disposed) throw new Error(`this model ('${this.manifest.model}') has been disposed`);
+  }
+
   /** The program's data inputs from `batch`, checked against the manifest. */
   private feeds(batch: Feeds, p: ProgramJSON): Record<string, Tensor> {
-    if (this.disposed) throw new Error('this model has been disposed');
+    this.live();
     const out: Record<string, Tensor> = {};
     for (const a of p.args) {
       if (a.role !== 'input') continue;
@@ -372,6 +433,27 @@ function scalars(out: Record<string, Tensor>): Record<string, number> {
 
 function copy(t: Tensor): Tensor {
   return { data: t.data.slice(), shape: [...t.shape] };
+}
+
+/** The bytes of `weights`: given, fetched, or (file: URLs and plain paths in Node) read from disk. */
+async function loadBytes(w: NonNullable<ModelOptions['weights']>): Promise<Uint8Array> {
+  if (w instanceof ArrayBuffer) return new Uint8Array(w);
+  if (ArrayBuffer.isView(w)) return new Uint8Array(w.buffer, w.byteOffset, w.byteLength);
+  const where = String(w);
+  try {
+    const isNode = typeof process !== 'undefined' && !!process.versions?.node;
+    if (where.startsWith('file:') || (isNode && !/^[a-z][a-z0-9+.-]*:/i.test(where))) {
+      // A variable specifier: bundlers for the browser leave it alone, and model.js imports nothing.
+      const fs = 'node:fs/promises';
+      const { readFile } = (await import(/* @vite-ignore */ fs)) as typeof import('node:fs/promises');
+      return new Uint8Array(await readFile(where.startsWith('file:') ? new URL(where) : where));
+    }
+    const r = await fetch(where);
+    if (!r.ok) throw new Error(`HTTP ${r.status} ${r.statusText}`);
+    return new Uint8Array(await r.arrayBuffer());
+  } catch (e) {
+    throw new DlcInputError(`cannot load the weights from ${where}: ${(e as Error).message}`);
+  }
 }
 
 async function defaultDevice(): Promise<GPUDevice | undefined> {

@@ -52,8 +52,12 @@ export interface FitOptions {
   /** Multiply `model.hypers.lr` by `factor` (not below `minLr`) when the watched value has not
    *  improved for `patience` epochs. */
   plateau?: { factor: number; patience: number; minLr: number; on: Watch };
-  /** Continue a run: the epochs done so far, the loop's state, and the best epoch's checkpoint. */
+  /** Continue a run: the epochs done so far, the loop's state, and the best epoch's checkpoint.
+   *  Without it the run continues from the model's own epoch count. */
   resume?: { history: EpochStats[]; state: FitState; best?: Uint8Array };
+  /** Cancels the run: the step in flight finishes (the model keeps every update made so far and
+   *  stays usable), then fit rejects with the signal's reason. */
+  signal?: AbortSignal;
   onBatch?(done: number, total: number, stats: Record<string, number>): void;
   /** After each epoch, with everything a checkpoint needs; awaited. */
   onEpoch?(stats: EpochStats, snapshot: Snapshot): void | Promise<void>;
@@ -167,7 +171,7 @@ export async function fit(model: Model, data: Dataset, opts: FitOptions): Promis
   const history: EpochStats[] = [...(opts.resume?.history ?? [])];
   const state = revive(opts.resume?.state ?? {});
   let best = opts.resume?.best;
-  const startEpoch = history.length ? history[history.length - 1].epoch : 0;
+  const startEpoch = history.length ? history[history.length - 1].epoch : model.epoch;
   const steps = Math.ceil(data.size / opts.batch);
   const es = opts.earlyStop;
   const pl = opts.plateau;
@@ -193,12 +197,14 @@ export async function fit(model: Model, data: Dataset, opts: FitOptions): Promis
     const lr = model.hypers.lr === undefined ? undefined : model.learningRate();
     let done = 0;
     if (model.manifest.optimizer.name === 'lbfgs') {
+      opts.signal?.throwIfAborted();
       // Full batch: an epoch is `iterations` L-BFGS steps over the whole set.
       const loss = await lbfgsEpoch(model, data);
       means.add(await evaluate(model, data), data.size);
       opts.onBatch?.(1, 1, { loss });
     } else {
       for (const b of batches(data, opts.batch, order)) {
+        opts.signal?.throwIfAborted();
         const r = await model.trainStep(b);
         means.add(r, size(b));
         opts.onBatch?.(++done, steps, r);

@@ -24,11 +24,16 @@ export function kernelOps(m: Manifest): string[] {
 export interface PackedManifest {
   s: string[];
   m: Manifest;
+  /** The weights file beside model.js that createModel loads by default. */
+  w?: string;
 }
+
+/** The trained weights' file in a bundle compiled with them. */
+export const WEIGHTS = 'weights.bin';
 
 const CPU_ONLY = new Set(['init', 'schedule']);
 
-export function packManifest(m: Manifest): PackedManifest {
+export function packManifest(m: Manifest, weights?: string): PackedManifest {
   const s: string[] = [];
   const at = new Map<string, number>();
   const ref = (text: string) => at.get(text) ?? (at.set(text, s.length), s.push(text) - 1);
@@ -42,20 +47,24 @@ export function packManifest(m: Manifest): PackedManifest {
       },
     ]),
   );
-  return { s, m: { ...m, programs } as unknown as Manifest };
+  return { s, m: { ...m, programs } as unknown as Manifest, ...(weights && { w: weights }) };
 }
 
 /**
  * model.js as text: esbuild bundles the runtime with two modules made here, `dlc:manifest` (the
  * packed manifest) and `dlc:kernels` (the CPU kernels of the ops the programs use, re-exported by name
  * from runtime/cpu_kernels.ts). dlc's sources have no side effects at load time, which lets
- * esbuild drop every module and statement the entry does not reach.
+ * esbuild drop every module and statement the entry does not reach. L-BFGS, which the training
+ * loop calls for models that use it, is left out of the others. `weights`: the file createModel
+ * loads by default.
  */
-export async function bundleJs(manifest: Manifest, minify = false): Promise<string> {
+export async function bundleJs(manifest: Manifest, minify = false, weights?: string): Promise<string> {
   const virtual: Record<string, { contents: string; loader: 'json' | 'js' }> = {
-    manifest: { contents: JSON.stringify(packManifest(manifest)), loader: 'json' },
+    manifest: { contents: JSON.stringify(packManifest(manifest, weights)), loader: 'json' },
     kernels: { contents: `export { ${kernelOps(manifest).join(', ')} } from ${JSON.stringify(KERNELS)};`, loader: 'js' },
+    'no-lbfgs': { contents: 'export function lbfgsEpoch() { throw new Error("not an L-BFGS model"); }', loader: 'js' },
   };
+  const lbfgs = manifest.optimizer.name === 'lbfgs';
   const r = await build({
     entryPoints: [ENTRY],
     bundle: true,
@@ -71,7 +80,9 @@ export async function bundleJs(manifest: Manifest, minify = false): Promise<stri
         setup(b) {
           b.onResolve({ filter: /^dlc:/ }, (a) => ({ path: a.path.slice(4), namespace: 'dlc' }));
           b.onLoad({ filter: /.*/, namespace: 'dlc' }, (a) => ({ ...virtual[a.path], resolveDir: ROOT }));
-          b.onResolve({ filter: /\.ts$/ }, (a) => ({ path: resolve(a.resolveDir, a.path), sideEffects: false }));
+          b.onResolve({ filter: /\.ts$/ }, (a) =>
+            !lbfgs && a.path === './lbfgs.ts' ? { path: 'no-lbfgs', namespace: 'dlc' } : { path: resolve(a.resolveDir, a.path), sideEffects: false },
+          );
         },
       },
     ],
@@ -82,14 +93,19 @@ export async function bundleJs(manifest: Manifest, minify = false): Promise<stri
 const arrayType = (s: TensorSpec) => (s.dtype === 'f32' ? 'Float32Array' : 'Int32Array');
 const shapeDoc = (s: TensorSpec) => `${s.dtype}[${s.shape.join(', ')}]`;
 
-export function typings(m: Manifest): string {
+export function typings(m: Manifest, weights?: string): string {
   const field = (s: TensorSpec, t: string) => `  /** ${shapeDoc(s)} */\n  ${JSON.stringify(s.name)}: ${t};`;
-  return `// Types of the compiled model '${m.model}'.
+  const trainInputs = new Set(m.programs.train.args.filter((a) => a.role === 'input').map((a) => a.name));
+  return `// Types of the compiled model '${m.model}'. docs/embedding.md in dlc describes the API.
 export interface Tensor<A = Float32Array | Int32Array> { data: A; shape: number[] }
 
+/** A batch: each input a flat array (its batch dim inferred) or a Tensor. */
 export interface Inputs {
 ${m.inputs.map((s) => field(s, `${arrayType(s)} | Tensor<${arrayType(s)}>`)).join('\n')}
 }
+
+/** What predict needs: ${m.inputs.filter((s) => m.programs.predict.args.some((a) => a.role === 'input' && a.name === s.name)).map((s) => s.name).join(', ') || 'nothing'}. */
+export type PredictInputs = Pick<Inputs, ${m.programs.predict.args.filter((a) => a.role === 'input').map((a) => JSON.stringify(a.name)).join(' | ') || 'never'}> & Partial<Inputs>;
 
 export interface Outputs {
 ${m.outputs.map((s) => field(s, `Tensor<${arrayType(s)}>`)).join('\n')}
@@ -104,38 +120,91 @@ export interface ModelOptions {
   device?: GPUDevice;
   /** Seed of the initial parameters and dropout (default ${m.train.seed}). */
   seed?: number;
+  /** Trained weights (what save() or \`dlc compile --checkpoint\` wrote): the bytes, or a URL (in Node
+   *  also a file path) to load them from; null: none. ${weights ? `Default: ./${weights} beside model.js.` : 'Default: none, the initial parameters from the seed.'} */
+  weights?: ArrayBuffer | ArrayBufferView | URL | string | null;
+}
+
+export interface EpochStats {
+  epoch: number;
+  /** Mean loss and metrics over the epoch's steps. */
+  train: Stats;
+  /** On \`val\` after the epoch, if given. */
+  val?: Stats;
+  /** The learning rate of the epoch's first step. */
+  lr?: number;
+  ms: number;
+}
+
+export interface FitOptions {
+  /** Epochs to train (default ${m.train.epochs}), counting on from the model's epoch. */
+  epochs?: number;
+  /** Examples per step (default ${m.train.batch}). */
+  batch?: number;
+  /** Shuffle the examples every epoch (default ${m.train.shuffle}). */
+  shuffle?: boolean;
+  /** Examples evaluated after each epoch. */
+  val?: Pick<Inputs, ${[...trainInputs].map((n) => JSON.stringify(n)).join(' | ') || 'never'}>;
+  /** After each epoch; awaited. */
+  onEpoch?(stats: EpochStats): void | Promise<void>;
+  /** After each step (\`step\` counts from 1 to \`steps\` in the epoch). */
+  onStep?(stats: Stats & { epoch: number; step: number; steps: number }): void;
+  /** Cancels training: the step in flight finishes, the model keeps its updates and stays usable,
+   *  and fit rejects with the signal's reason (an AbortError unless another was given). */
+  signal?: AbortSignal;
 }
 
 export interface Model {
   readonly backend: 'webgpu' | 'cpu';
   /** Updates taken so far. */
   step: number;
+  /** Epochs trained so far (fit counts on from here). */
+  epoch: number;
   /** Optimizer hyperparameters (${Object.keys(m.optimizer.hypers).join(', ')}), changeable at run time. */
   readonly hypers: Record<string, number>;
+  /** One optimizer step on the batch. Throws DlcInputError for a wrong input (nothing changes), and
+   *  DlcNumericError (the step undone) when the loss is not finite. */
   trainStep(batch: Inputs): Promise<Stats>;
+  /** Loss and metrics on the batch, nothing updated. */
   evaluate(batch: Inputs): Promise<Stats>;
-  predict(inputs: Partial<Inputs>): Promise<Outputs>;
-  /** Parameters, state, optimizer slots and step. */
+  /** The outputs, for any batch size. */
+  predict(inputs: PredictInputs): Promise<Outputs>;
+  /** Trains on whole arrays (the first dim the example) for some epochs; resolves with each epoch's
+   *  stats. */
+  fit(data: Pick<Inputs, ${[...trainInputs].map((n) => JSON.stringify(n)).join(' | ') || 'never'}>, opts?: FitOptions): Promise<{ history: EpochStats[] }>;
+  /** Parameters, state, optimizer slots and step, as bytes (\`extra\` is kept alongside). */
   save(extra?: Record<string, unknown>): Promise<Uint8Array>;
+  /** Loads what save() wrote; checks everything first (DlcInputError), then replaces. Returns \`extra\`. */
   restore(bytes: Uint8Array): Record<string, unknown>;
   getParams(): Promise<Record<string, Tensor<Float32Array>>>;
   setParams(byName: Record<string, Float32Array | Tensor<Float32Array>>): void;
+  /** Frees every buffer (GPU ones included); any later call throws. */
   dispose(): void;
 }
 
+/** A wrong input, option or weights file: the message names it and says what was expected. */
 export declare class DlcInputError extends Error {}
+/** Training produced a NaN or an infinity: the step was undone; \`op\` and \`src\` say where. */
+export declare class DlcNumericError extends Error {
+  readonly step: number;
+  readonly op?: string;
+  readonly src?: string;
+}
 export declare function createModel(opts?: ModelOptions): Promise<Model>;
 `;
 }
 
-/** Writes the bundle into `dir`; returns the files written. */
-export async function writeBundle(manifest: Manifest, dir: string): Promise<string[]> {
+/** Writes the bundle into `dir`, with the trained `weights` (Model.save bytes) if given; returns
+ *  the files written. */
+export async function writeBundle(manifest: Manifest, dir: string, weights?: Uint8Array): Promise<string[]> {
   mkdirSync(join(dir, 'kernels'), { recursive: true });
-  const files: [string, string][] = [
+  const file = weights && WEIGHTS;
+  const files: [string, string | Uint8Array][] = [
     ['manifest.json', JSON.stringify(manifest, null, 1)],
-    ['model.js', await bundleJs(manifest)],
-    ['model.d.ts', typings(manifest)],
+    ['model.js', await bundleJs(manifest, false, file)],
+    ['model.d.ts', typings(manifest, file)],
     ['package.json', JSON.stringify({ name: manifest.model, type: 'module', main: 'model.js', types: 'model.d.ts' }, null, 2)],
+    ...(weights ? [[WEIGHTS, weights] as [string, Uint8Array]] : []),
   ];
   const seen = new Set<string>();
   for (const p of Object.values(manifest.programs)) {
@@ -145,6 +214,6 @@ export async function writeBundle(manifest: Manifest, dir: string): Promise<stri
       files.push([join('kernels', `${k.name}.wgsl`), k.wgsl]);
     }
   }
-  for (const [name, text] of files) writeFileSync(join(dir, name), text);
+  for (const [name, data] of files) writeFileSync(join(dir, name), data);
   return files.map(([name]) => name);
 }
