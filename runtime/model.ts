@@ -4,6 +4,7 @@
 import type { Tensor, TypedArray } from '../compiler/ops/types.ts';
 import type { Manifest, ProgramJSON, TensorSpec } from './program.ts';
 import { runCpu, type CpuKernels } from './cpu.ts';
+import { WasmExecutor } from './wasm.ts';
 import { argKey, numel } from './shapes.ts';
 import type { Dataset } from './dataset.ts';
 import { fit, type EpochStats, type FitResult } from './train.ts';
@@ -131,7 +132,8 @@ export class Model {
     const seed = opts.seed ?? manifest.train.seed;
     const device = opts.backend === 'cpu' ? undefined : (opts.device ?? (await defaultDevice()));
     if (opts.backend === 'webgpu' && !device) throw new Error('WebGPU was asked for, but no adapter is available');
-    const exec: Executor = device ? new WebGPUExecutor(device) : new CpuExecutor(kernels);
+    // the CPU: with the wasm kernels where the kernel table has them and the host runs SIMD
+    const exec: Executor = device ? new WebGPUExecutor(device) : ((await WasmExecutor.create(kernels)) ?? new CpuExecutor(kernels));
     const model = new Model(manifest, device ? 'webgpu' : 'cpu', exec, kernels, seed);
     // Initial values are computed on the CPU, so every backend starts from the same numbers.
     const init = runCpu(manifest.programs.init, kernels, { 'hyper:key': { data: new Int32Array([seed, 0]), shape: [2] } }, Float32Array);
