@@ -35,6 +35,7 @@ export const cpuKernels: CpuKernels = /* @__PURE__ */ (() =>
         d.alias ? [[op, 'alias']] : d.cpu ? [[op, d.cpu]] : [],
       ),
     ),
-    // The wasm SIMD kernels (runtime/wasm.ts), generated on first use; binaryen stays out of bundles.
-    { wasm: async () => (await import('../compiler/codegen/wasm.ts')).cpuWasm() },
+    // The wasm SIMD kernels (runtime/wasm.ts), generated on first use. A computed specifier, so
+    // that bundlers do not follow it: binaryen must stay out of bundles.
+    { wasm: async () => ((await import(/* @vite-ignore */ new URL('../compiler/codegen/wasm.ts', import.meta.url).href)) as typeof import('../compiler/codegen/wasm.ts')).cpuWasm() },
   ))();
