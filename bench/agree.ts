@@ -5,7 +5,7 @@
  * flatten order, tfjs's NHWC) against the .dlm; the WebGPU variants run the same model code.
  * Dropout is off in prediction, so LeNet is compared exactly too.
  */
-import { fromSource } from "./dlc.ts";
+import { fromSource } from "./dlc_source.ts";
 import { type Engine, type Workload, initParams, randomBatch } from "./engine.ts";
 import { jaxEngine } from "./peers/jaxjs.ts";
 import { tfjsEngine } from "./peers/tfjs.ts";

@@ -37,7 +37,6 @@ import {
   randomBatch,
   timeEngine,
 } from "./engine.ts";
-import { TOLERANCE, agreement, agreementLine } from "./agree.ts";
 import { trackWasmMemory } from "./memory.ts";
 import { describeAdapter, ensureNodeWebGPU } from "./peers/node_webgpu.ts";
 import { MEMORY_NOTES, Report, type Result, fmtMs } from "./report.ts";
@@ -51,12 +50,15 @@ interface EngineSpec {
 }
 
 const dlc = (backend: "cpu" | "webgpu"): EngineSpec["load"] => async (w, params, job) => {
-  const d = await import("./dlc.ts");
-  if (job.mode === "source") return () => d.fromSource(backend, w, params);
+  if (job.mode === "source") {
+    const { fromSource } = await import("./dlc_source.ts");
+    return () => fromSource(backend, w, params);
+  }
+  const { fromBundle, importBundle } = await import("./dlc.ts");
   const t0 = performance.now();
-  const bundle = await d.importBundle(job.modelJs!);
+  const bundle = await importBundle(job.modelJs!);
   console.log(`dlc-${backend} ${w.name}: import model.js ${(performance.now() - t0).toFixed(0)} ms (not in the first step)`);
-  return () => d.fromBundle(bundle, backend, w, params);
+  return () => fromBundle(bundle, backend, w, params);
 };
 const tfjs = (backend: "cpu" | "wasm" | "webgpu"): EngineSpec["load"] => async (w, params) => {
   const { tfjsEngine } = await import("./peers/tfjs.ts");
@@ -168,6 +170,8 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<Resu
   const timeoutS = Number(args["timeout-s"] ?? 150);
   const outPath = resolve(args.out ?? join(dirname(HERE), "results", "bench.json"));
 
+  // Imported here, not at the top: the child processes load only their own engine.
+  const { TOLERANCE, agreement, agreementLine } = await import("./agree.ts");
   if (args.check) {
     const agreements = await agreement(workloads);
     for (const a of agreements) console.log(agreementLine(a));
@@ -192,16 +196,14 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<Resu
   const tmp = mkdtempSync(join(tmpdir(), "dlc-bench-"));
   try {
     if (specs.some((s) => s.name.startsWith("dlc-"))) {
-      const { buildBundle } = await import("./dlc.ts");
+      const { buildBundle } = await import("./dlc_source.ts");
       for (const w of workloads) {
         try {
           const b = await buildBundle(w, tmp);
-          bundles[w.name] = b.modelJs;
           dispatches[w.name] = b.dispatches;
+          bundles[w.name] = b.modelJs ?? new Error(b.error);
         } catch (e) {
-          // esbuild's message is "Build failed with 1 error:"; its errors say what went wrong.
-          const why = (e as { errors?: { text: string }[] }).errors?.[0]?.text ?? (e instanceof Error ? e.message : String(e));
-          bundles[w.name] = new Error(`no bundle: ${why.split("\n")[0]}`);
+          bundles[w.name] = e instanceof Error ? e : new Error(String(e));
         }
       }
     }
