@@ -133,7 +133,7 @@ export class Model {
     const device = opts.backend === 'cpu' ? undefined : (opts.device ?? (await defaultDevice()));
     if (opts.backend === 'webgpu' && !device) throw new Error('WebGPU was asked for, but no adapter is available');
     // the CPU: with the wasm kernels where the kernel table has them and the host runs SIMD
-    const exec: Executor = device ? new WebGPUExecutor(device) : ((await WasmExecutor.create(kernels)) ?? new CpuExecutor(kernels));
+    const exec: Executor = device ? new WebGPUExecutor(device) : ((await WasmExecutor.create(kernels, manifest)) ?? new CpuExecutor(kernels));
     const model = new Model(manifest, device ? 'webgpu' : 'cpu', exec, kernels, seed);
     // Initial values are computed on the CPU, so every backend starts from the same numbers.
     const init = runCpu(manifest.programs.init, kernels, { 'hyper:key': { data: new Int32Array([seed, 0]), shape: [2] } }, Float32Array);

@@ -6,14 +6,14 @@
 
 import type { Tensor, TypedArray } from '../compiler/ops/types.ts';
 import { boxOffsets, broadcastStrides } from '../compiler/ops/elementwise.ts';
-import type { ArgJSON, NodeJSON, ProgramJSON } from './program.ts';
+import type { ArgJSON, Manifest, NodeJSON, ProgramJSON } from './program.ts';
 
 type Attrs = NodeJSON['attrs'];
 import { constData, type CpuKernels } from './cpu.ts';
 import { argKey, bindSymbols, nodeShapes, numel } from './shapes.ts';
 
-/** Where a table of CPU kernels gets the wasm kernels' bytes (its `wasm` member). */
-export type WasmSource = () => Promise<BufferSource>;
+/** Where a table of CPU kernels gets the wasm kernels' bytes for a model (its `wasm` member). */
+export type WasmSource = (m: Manifest) => Promise<BufferSource>;
 
 /** The panel sizes of compiler/codegen/wasm.ts's gemm. */
 const MR = 4, NR = 8;
@@ -27,6 +27,8 @@ interface Exports {
   im2col(x: number, dst: number, ...geom: number[]): void;
   im2col_t(x: number, dst: number, ...geom: number[]): void;
   col2im(src: number, dx: number, ...geom: number[]): void;
+  /** The fused programs, by `pattern|code` (compiler/codegen/wasm.ts fusedKey). */
+  [fused: string]: (...ptrs: number[]) => void;
 }
 
 /** A tensor's place in the memory: byte offset, element count, Int32Array (i32, bool) or not. */
@@ -77,8 +79,8 @@ class Heap {
 // ---------------------------------------------------------------- the ops' wasm kernels
 
 interface WasmKernel {
-  /** Whether these attributes are covered (else the JavaScript kernel runs). */
-  ok?(attrs: Attrs): boolean;
+  /** Whether this node is covered (else the JavaScript kernel runs). */
+  ok?(attrs: Attrs, shapes: number[][], shape: number[], e: Exports): boolean;
   run(h: Heap, e: Exports, ins: Block[], shapes: number[][], out: Block, shape: number[], attrs: Attrs): void;
 }
 
@@ -111,7 +113,17 @@ function product(h: Heap, e: Exports, m: number, n: number, k: number, packA: (d
   h.release(bp);
 }
 
+/** A fused program's export: a letter per input, u (one value) or f (the output's size). */
+const fusedFn = (e: Exports, attrs: Attrs, shapes: number[][], shape: number[]) =>
+  attrs.reduce === undefined ? e[`${shapes.map((s) => (numel(s) === 1 ? 'u' : numel(s) === numel(shape) ? 'f' : '?')).join('')}|${attrs.code}`] : undefined;
+
 const WASM: Record<string, WasmKernel> = {
+  fused: {
+    ok: (attrs, shapes, shape, e) => !!fusedFn(e, attrs, shapes, shape),
+    run(_, e, ins, shapes, out, shape, attrs) {
+      fusedFn(e, attrs, shapes, shape)!(out.off, numel(shape), ...ins.map((b) => b.off));
+    },
+  },
   matmul: {
     run(h, e, [a, b], [as, bs], out, os, { transA, transB }) {
       const r = os.length, m = os[r - 2], n = os[r - 1], k = as[as.length - (transA ? 2 : 1)];
@@ -221,11 +233,12 @@ export class WasmExecutor {
   ) {}
 
   /** The executor, or undefined where the table has no wasm kernels or the host no SIMD. */
-  static async create(kernels: CpuKernels): Promise<WasmExecutor | undefined> {
+  static async create(kernels: CpuKernels, m: Manifest): Promise<WasmExecutor | undefined> {
     const source = (kernels as { wasm?: WasmSource }).wasm;
     if (!source || typeof WebAssembly !== 'object' || !WebAssembly.validate(SIMD_PROBE)) return undefined;
     const h = new Heap();
-    const { instance } = await WebAssembly.instantiate(await source(), { env: { memory: h.memory } });
+    const { exp, log, sin, cos, sign, pow } = Math;
+    const { instance } = await WebAssembly.instantiate(await source(m), { env: { memory: h.memory, exp, log, sin, cos, sign, pow } });
     return new WasmExecutor(kernels, h, instance.exports as unknown as Exports);
   }
 
@@ -266,7 +279,7 @@ export class WasmExecutor {
       else if (root[i] !== i) vals[i] = vals[root[i]];
       else {
         const wk = n.dtype === 'f32' ? WASM[n.op] : undefined;
-        if (wk && (!wk.ok || wk.ok(n.attrs))) {
+        if (wk && (!wk.ok || wk.ok(n.attrs, n.inputs.map((j) => shapes[j]), shape, e))) {
           const temps: Block[] = [];
           const ins = n.inputs.map((j) => {
             const v = vals[j];

@@ -14,9 +14,11 @@ import { cpuKernels } from '../runtime/cpu_kernels.ts';
 import type { CpuKernels } from '../runtime/cpu.ts';
 import { Model } from '../runtime/model.ts';
 import { WasmExecutor } from '../runtime/wasm.ts';
+import type { Manifest } from '../runtime/program.ts';
+import { cpuWasm, fusedKey } from '../compiler/codegen/wasm.ts';
 import { evalCpu, expectClose, feedsOf, programOf, randomTensor } from './support/harness.ts';
 
-const wasm = (await WasmExecutor.create(cpuKernels))!;
+const wasm = (await WasmExecutor.create(cpuKernels, compile('examples/mnist_mlp.dlm').manifest!))!;
 
 async function evalWasm(outputs: readonly Node[], feeds: ReadonlyMap<Node, Tensor>): Promise<Tensor[]> {
   const r = await wasm.run(programOf(outputs, false), feedsOf(feeds));
@@ -106,6 +108,59 @@ describe('wasm conv2d and its backward forms', () => {
       await agree([b.conv2d(x, w, o), b.conv2dBackpropInput(dy, w, o, [xs[1], xs[2]]), b.conv2dBackpropFilter(x, dy, o, [5, 5])], [x, w, dy], [[...xs], [...ws], ys], 7);
     }
   });
+});
+
+describe('wasm fused elementwise programs', () => {
+  /** A random program over `k` inputs (u: one value, f: the output's size), each line one of the
+   *  ops the wasm kernels have; exp and pow on single values only (they run once, via Math). */
+  const arb = fc
+    .record({
+      pattern: fc.array(fc.constantFrom('u', 'f'), { minLength: 1, maxLength: 4 }).map((p) => (p.includes('f') ? p : [...p, 'f'])),
+      n: fc.integer({ min: 1, max: 37 }),
+      specs: fc.array(fc.tuple(fc.integer({ min: 0, max: 12 }), fc.nat(), fc.nat(), fc.nat()), { minLength: 1, maxLength: 8 }),
+      seed: fc.integer({ min: 1, max: 2 ** 30 }),
+    })
+    .map(({ pattern, n, specs, seed }) => {
+      const code: string[] = [];
+      const f32: string[] = pattern.map((_, k) => `i${k}`);
+      const uniform = pattern.flatMap((p, k) => (p === 'u' ? [`i${k}`] : []));
+      const line = (text: string, isF32 = true) => {
+        code.push(text);
+        if (isF32) f32.push(`r${code.length - 1}`);
+        return `r${code.length - 1}`;
+      };
+      const pick = (q: number) => f32[q % f32.length];
+      const binary = ['add', 'sub', 'mul', 'div', 'max', 'min'];
+      for (const [kind, a, c, d] of specs) {
+        if (kind < 6) line(`${binary[kind]} ${pick(a)} ${kind === 3 && c % 3 === 0 ? 'f32:0.5' : pick(c)}`);
+        else if (kind < 9) line(`${['neg', 'abs', 'floor'][kind - 6]} ${pick(a)}`);
+        else if (kind === 9) line(`sqrt ${line(`abs ${pick(a)}`)}`);
+        else if (kind === 10) {
+          const cond = line(`${['lt', 'ge', 'eq', 'ne'][d % 4]} ${pick(a)} ${pick(c)}`, false);
+          line(d % 2 ? `select ${cond} ${pick(a)} ${pick(d)}` : `cast.f32 ${cond}`);
+        } else if (uniform.length) line(kind === 11 ? `exp ${uniform[a % uniform.length]}` : `pow ${uniform[a % uniform.length]} f32:${(c % 5) - 2}`);
+      }
+      if (!code.length) line(`add ${pick(0)} f32:1`);
+      return { pattern, n, code, seed };
+    });
+
+  it('give the bits of the JS kernel (every program here is one the wasm path runs)', async () => {
+    await fc.assert(
+      fc.asyncProperty(arb, async ({ pattern, n, code, seed }) => {
+        const xs = pattern.map((p, k) => input(`x${k}`, p === 'u' ? [] : [n]));
+        const y = b.fused(xs, code, [n]);
+        const program = programOf([y], false);
+        const manifest = { programs: { p: program } } as unknown as Manifest;
+        expect(WebAssembly.Module.exports(new WebAssembly.Module(cpuWasm(manifest))).map((x) => x.name)).toContain(fusedKey(n === 1 ? 'u'.repeat(pattern.length) : pattern.join(''), code.join('; ')));
+        const exec = (await WasmExecutor.create(cpuKernels, manifest))!;
+        const feeds = new Map(xs.map((x, k) => [x, randomTensor(x.shape as number[], seed + k, { min: -2, max: 2 })]));
+        const want = evalCpu([y], feeds, 'f32')[0];
+        const got = (await exec.run(program, feedsOf(feeds))).out0;
+        expect(Array.from(got.data)).toEqual(Array.from(want.data));
+      }),
+      { numRuns: 60 },
+    );
+  }, 60_000);
 });
 
 describe('training on the fast CPU path', () => {

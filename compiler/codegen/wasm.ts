@@ -11,6 +11,8 @@
 // serves every form, and its loads are contiguous whatever the operands' layouts.
 
 import binaryen from 'binaryen';
+import type { Dim, Manifest } from '../../runtime/program.ts';
+import { codeLines, fusedProgram, type Line, type Operand } from '../ops/fused.ts';
 
 export const MR = 4, NR = 8;
 
@@ -225,24 +227,169 @@ function col2im(m: binaryen.Module): void {
   f.add('col2im', [f.set('K', mul(mul(get('KH'), get('KW')), get('C'))), loops]);
 }
 
-let bytes: Uint8Array | undefined;
+// ---------------------------------------------------------------- fused elementwise programs
+//
+// A fused node (ops/fused.ts) whose inputs are f32, each the output's size or a single value, with
+// no reduction and only ops SIMD has (or, on lines that read single values only, ops the host's
+// Math has) becomes one function f(out, n, in0, in1, ...), exported under `fusedKey`: the lines
+// that read single values run once, the others 4 elements per step. Blocks are 16-byte multiples
+// (runtime/wasm.ts), so the last step may run past n. Each f32 operation rounds as the JavaScript
+// kernel's Math.fround does, so both give the same bits.
 
-/** The module's bytes (built once per process). */
-export function cpuWasm(): Uint8Array {
-  if (bytes) return bytes;
+/** The export name of a fused program: `pattern` has a letter per input, u (a single value) or
+ *  f (the output's size). runtime/wasm.ts builds the same name. */
+export const fusedKey = (pattern: string, code: string): string => `${pattern}|${code}`;
+
+/** Math functions of the host (f64 → f64), for lines that run once. */
+const MATH = { exp: 1, log: 1, sin: 1, cos: 1, sign: 1, pow: 2 } as const;
+
+type Val = { v: Ref; bool: boolean };
+
+/** Adds the function for `code` over inputs of `pattern`, or returns false if it has a line the
+ *  wasm kernels cannot compute. */
+function fused(m: binaryen.Module, code: string, lines: Line[], pattern: string): boolean {
+  const uni = (a: Operand): boolean => (a.kind === 'in' ? pattern[a.k] === 'u' : a.kind === 'reg' ? once[a.k] : true);
+  const once: boolean[] = [];
+  for (const l of lines) {
+    once.push(l.args.every(uni));
+    if (l.op === 'size' || l.dtype === 'i32' || l.args.some((a) => a.kind === 'lit' && a.dtype === 'i32')) return false;
+    if (!once.at(-1) && !(l.op in VECTOR)) return false;
+    if (once.at(-1) && !(l.op in VECTOR) && !(l.op in MATH)) return false;
+  }
+  if (lines.at(-1)!.dtype !== 'f32') return false;
+  const f = new Fn(m, ['out', 'n', ...[...pattern].map((_, k) => `in${k}`)]);
+  f.local(['i', 'end']);
+  const c = (v: number) => m.i32.const(v);
+  const body: Ref[] = [];
+  const scalar = (l: Line, k: number): Ref => {
+    const arg = (a: Operand): Val =>
+      a.kind === 'in' ? { v: m.f32.load(0, 4, f.get(`in${a.k}`)), bool: false }
+      : a.kind === 'reg' ? { v: f.get(`s${a.k}`), bool: lines[a.k].dtype === 'bool' }
+      : a.dtype === 'bool' ? { v: c(a.value ? 1 : 0), bool: true } : { v: m.f32.const(a.value), bool: false };
+    const args = l.args.map(arg);
+    if (l.op in MATH) {
+      const ps = args.map((a) => m.f64.promote(a.v));
+      return m.f32.demote(m.call(l.op, ps, binaryen.f64));
+    }
+    return SCALAR[l.op as keyof typeof VECTOR](m, args, l);
+  };
+  const vector = (l: Line): Ref => {
+    const arg = (a: Operand): Val =>
+      a.kind === 'in' ? { v: pattern[a.k] === 'u' ? f.get(`u${a.k}`) : m.v128.load(0, 16, m.i32.add(f.get(`in${a.k}`), f.get('i'))), bool: false }
+      : a.kind === 'reg' ? { v: f.get(`v${a.k}`), bool: lines[a.k].dtype === 'bool' }
+      : a.dtype === 'bool' ? { v: m.i32x4.splat(c(a.value ? -1 : 0)), bool: true } : { v: m.f32x4.splat(m.f32.const(a.value)), bool: false };
+    return VECTOR[l.op as keyof typeof VECTOR](m, l.args.map(arg), l);
+  };
+  // inputs read as single values, splatted once
+  [...pattern].forEach((p, k) => {
+    if (p !== 'u') return;
+    f.local([`u${k}`], v128);
+    body.push(f.set(`u${k}`, m.v128.load32_splat(0, 4, f.get(`in${k}`))));
+  });
+  lines.forEach((l, k) => {
+    f.local([`v${k}`], v128);
+    if (!once[k]) return;
+    f.local([`s${k}`], l.dtype === 'bool' ? i32 : binaryen.f32);
+    body.push(f.set(`s${k}`, scalar(l, k)));
+    // a bool is 0/1 as a scalar and an all-ones/all-zeros lane mask as a vector
+    body.push(f.set(`v${k}`, l.dtype === 'bool' ? m.i32x4.splat(m.i32.sub(c(0), f.get(`s${k}`))) : m.f32x4.splat(f.get(`s${k}`))));
+  });
+  const last = lines.length - 1;
+  const step = [
+    ...lines.flatMap((l, k) => (once[k] ? [] : [f.set(`v${k}`, vector(l))])),
+    m.v128.store(0, 16, m.i32.add(f.get('out'), f.get('i')), f.get(`v${last}`)),
+  ];
+  f.add(fusedKey(pattern, code), [...body, f.set('end', m.i32.shl(f.get('n'), c(2))), f.for('i', c(0), () => f.get('end'), c(16), step)]);
+  return true;
+}
+
+type Rule = (m: binaryen.Module, a: Val[], l: Line) => Ref;
+const f4 = (op: 'add' | 'sub' | 'mul' | 'div' | 'min' | 'max'): Rule => (m, [a, b]) => m.f32x4[op](a.v, b.v);
+const f1 = (op: 'add' | 'sub' | 'mul' | 'div' | 'min' | 'max'): Rule => (m, [a, b]) => m.f32[op](a.v, b.v);
+type Cmp = 'eq' | 'ne' | 'lt' | 'le' | 'gt' | 'ge';
+type Binary = Record<string, (a: Ref, b: Ref) => Ref>;
+/** Comparisons: of f32s, or of bools (signed, as masks are -1/0 and scalars 0/1: reversed for masks). */
+const intCmp = (op: Cmp, mask: boolean) => (op === 'eq' || op === 'ne' ? op : `${mask ? { lt: 'gt', le: 'ge', gt: 'lt', ge: 'le' }[op] : op}_s`);
+const cmp4 = (op: Cmp): Rule => (m, [a, b]) => (a.bool ? (m.i32x4 as unknown as Binary)[intCmp(op, true)](a.v, b.v) : m.f32x4[op](a.v, b.v));
+const cmp1 = (op: Cmp): Rule => (m, [a, b]) => (a.bool ? (m.i32 as unknown as Binary)[intCmp(op, false)](a.v, b.v) : m.f32[op](a.v, b.v));
+
+/** The ops a vector line may have (f32 and bool operands), as f32x4 / lane-mask code. */
+const VECTOR: Record<string, Rule> = {
+  add: f4('add'), sub: f4('sub'), mul: f4('mul'), div: f4('div'), min: f4('min'), max: f4('max'),
+  neg: (m, [a]) => m.f32x4.neg(a.v),
+  abs: (m, [a]) => m.f32x4.abs(a.v),
+  sqrt: (m, [a]) => m.f32x4.sqrt(a.v),
+  floor: (m, [a]) => m.f32x4.floor(a.v),
+  eq: cmp4('eq'), ne: cmp4('ne'), lt: cmp4('lt'), le: cmp4('le'), gt: cmp4('gt'), ge: cmp4('ge'),
+  and: (m, [a, b]) => m.v128.and(a.v, b.v),
+  or: (m, [a, b]) => m.v128.or(a.v, b.v),
+  not: (m, [a]) => m.v128.not(a.v),
+  select: (m, [c, p, q]) => m.v128.bitselect(p.v, q.v, c.v),
+  cast: (m, [a], l) =>
+    l.to === 'f32' ? (a.bool ? m.v128.and(a.v, m.f32x4.splat(m.f32.const(1))) : a.v) : a.bool ? a.v : m.f32x4.ne(a.v, m.f32x4.splat(m.f32.const(0))),
+};
+
+/** The same ops on single values (bool as i32 0/1). */
+const SCALAR: Record<keyof typeof VECTOR, Rule> = {
+  add: f1('add'), sub: f1('sub'), mul: f1('mul'), div: f1('div'), min: f1('min'), max: f1('max'),
+  neg: (m, [a]) => m.f32.neg(a.v),
+  abs: (m, [a]) => m.f32.abs(a.v),
+  sqrt: (m, [a]) => m.f32.sqrt(a.v),
+  floor: (m, [a]) => m.f32.floor(a.v),
+  eq: cmp1('eq'), ne: cmp1('ne'), lt: cmp1('lt'), le: cmp1('le'), gt: cmp1('gt'), ge: cmp1('ge'),
+  and: (m, [a, b]) => m.i32.and(a.v, b.v),
+  or: (m, [a, b]) => m.i32.or(a.v, b.v),
+  not: (m, [a]) => m.i32.xor(a.v, m.i32.const(1)),
+  select: (m, [c, p, q]) => m.select(c.v, p.v, q.v),
+  cast: (m, [a], l) => (l.to === 'f32' ? (a.bool ? m.f32.convert_s.i32(a.v) : a.v) : a.bool ? a.v : m.f32.ne(a.v, m.f32.const(0))),
+};
+
+/** The fused programs of `manifest` the wasm path can run, as [code, pattern, lines]. */
+function fusedPrograms(manifest: Manifest): [string, string, Line[]][] {
+  const seen = new Map<string, [string, string, Line[]]>();
+  for (const p of Object.values(manifest.programs)) {
+    for (const n of p.nodes) {
+      if (n.op !== 'fused' || n.attrs.reduce !== undefined || n.dtype !== 'f32') continue;
+      const ins = n.inputs.map((j) => p.nodes[j]);
+      const same = (d: Dim[]) => d.length === n.shape.length && d.every((x, q) => x === n.shape[q]);
+      const pattern = ins.map((x) => (x.shape.every((d) => d === 1) ? 'u' : same(x.shape) ? 'f' : '?')).join('');
+      if (pattern.includes('?') || ins.some((x) => x.dtype !== 'f32')) continue;
+      const code = String(n.attrs.code);
+      if (seen.has(fusedKey(pattern, code))) continue;
+      try {
+        seen.set(fusedKey(pattern, code), [code, pattern, fusedProgram(codeLines(n.attrs), ins.map((x) => x.dtype)).lines]);
+      } catch {
+        // not a program the compiler made: the JavaScript kernel reports it
+      }
+    }
+  }
+  return [...seen.values()];
+}
+
+const cache = new Map<string, Uint8Array<ArrayBuffer>>();
+
+/** The module's bytes: the shared kernels, and the fused programs of `manifest` if given. */
+export function cpuWasm(manifest?: Manifest): Uint8Array<ArrayBuffer> {
+  const programs = manifest ? fusedPrograms(manifest) : [];
+  const key = programs.map(([code, pattern]) => fusedKey(pattern, code)).join('\n');
+  const hit = cache.get(key);
+  if (hit) return hit;
   const m = new binaryen.Module();
   m.setFeatures(binaryen.Features.MVP | binaryen.Features.SIMD128 | binaryen.Features.BulkMemory);
   m.setMemory(1, 65536, null, [], false, false, '0');
   m.addMemoryImport('0', 'env', 'memory');
+  for (const [name, arity] of Object.entries(MATH)) m.addFunctionImport(name, 'env', name, binaryen.createType(Array(arity).fill(binaryen.f64)), binaryen.f64);
   pack(m, MR);
   pack(m, NR);
   gemm(m);
   im2col(m, false);
   im2col(m, true);
   col2im(m);
+  for (const [code, pattern, lines] of programs) fused(m, code, lines, pattern);
   // No binaryen optimization: it took 250 ms here and V8's optimizing tier gives the same speed.
   if (!m.validate()) throw new Error('cpuWasm: binaryen rejected the generated module');
-  bytes = m.emitBinary();
+  const bytes = new Uint8Array(m.emitBinary());
   m.dispose();
+  cache.set(key, bytes);
   return bytes;
 }
