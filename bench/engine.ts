@@ -225,7 +225,7 @@ export async function timeEngine(make: () => Promise<Engine>, w: Workload, opts:
     const losses = [await engine.step(x, y)];
     const firstStepMs = performance.now() - t0;
     mem.sample();
-    log(`${engine.name}: first step ${firstStepMs.toFixed(0)} ms (loss ${losses[0].toFixed(4)})`);
+    log(`${engine.name}: first step ${firstStepMs.toFixed(0)} ms, of which creation ${initMs.toFixed(0)} ms (loss ${losses[0].toFixed(4)})`);
 
     // Runs f up to n times, or until the budget is spent and it has run `least` times.
     const timed = async (n: number, f: () => Promise<unknown>, least = 3) => {
@@ -255,6 +255,7 @@ export async function timeEngine(make: () => Promise<Engine>, w: Workload, opts:
       if (p.length !== w.predictBatch * CLASSES) throw new Error(`predict returned ${p.length} values, expected ${w.predictBatch * CLASSES}`);
       probRowSum = p.slice(0, CLASSES).reduce((a, b) => a + b, 0);
       await engine.predict(xp, w.predictBatch);
+      mem.sample();
       ptimes = await timed(opts.iters, async () => void (await engine.predict!(xp, w.predictBatch)));
     }
 
