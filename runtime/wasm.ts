@@ -15,6 +15,19 @@ import { argKey, bindSymbols, nodeShapes, numel } from './shapes.ts';
 /** Where a table of CPU kernels gets the wasm kernels' bytes for a model (its `wasm` member). */
 export type WasmSource = (m: Manifest) => Promise<BufferSource>;
 
+/** A bundle's wasm kernels: kernels.wasm beside model.js (compiler/codegen/bundle.ts), fetched,
+ *  or in Node read from disk. */
+export const bundledWasm: WasmSource = async () => {
+  const url = new URL('./kernels.wasm', import.meta.url);
+  if (url.protocol !== 'file:') {
+    const r = await fetch(url);
+    if (!r.ok) throw new Error(`${url}: HTTP ${r.status}`);
+    return r.arrayBuffer();
+  }
+  const fs = 'node:fs/promises'; // a variable: bundlers for the browser leave it alone
+  return ((await import(/* @vite-ignore */ fs)) as typeof import('node:fs/promises')).readFile(url);
+};
+
 /** The panel sizes of compiler/codegen/wasm.ts's gemm. */
 const MR = 4, NR = 8;
 /** gemm's scratch for edge tiles (MR × NR floats) at address 0; blocks start after it. */
@@ -238,7 +251,13 @@ export class WasmExecutor {
     if (!source || typeof WebAssembly !== 'object' || !WebAssembly.validate(SIMD_PROBE)) return undefined;
     const h = new Heap();
     const { exp, log, sin, cos, sign, pow } = Math;
-    const { instance } = await WebAssembly.instantiate(await source(m), { env: { memory: h.memory, exp, log, sin, cos, sign, pow } });
+    let bytes: BufferSource;
+    try {
+      bytes = await source(m);
+    } catch {
+      return undefined; // no kernels.wasm beside model.js: the JS kernels
+    }
+    const { instance } = await WebAssembly.instantiate(bytes, { env: { memory: h.memory, exp, log, sin, cos, sign, pow } });
     return new WasmExecutor(kernels, h, instance.exports as unknown as Exports);
   }
 

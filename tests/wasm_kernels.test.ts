@@ -3,6 +3,10 @@
 // backward forms, on random sizes that are mostly not multiples of the SIMD width or the 4×8
 // register tile; and MLP and LeNet-5 training on the fast CPU path against the JavaScript path.
 
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import * as b from '../compiler/ir/build.ts';
@@ -10,6 +14,7 @@ import type { Node } from '../compiler/ir/node.ts';
 import type { Tensor } from '../compiler/ops/types.ts';
 import { convOutSize, type ConvOpts } from '../compiler/ops/conv.ts';
 import { compile } from '../compiler/compile.ts';
+import { writeBundle } from '../compiler/codegen/bundle.ts';
 import { cpuKernels } from '../runtime/cpu_kernels.ts';
 import type { CpuKernels } from '../runtime/cpu.ts';
 import { Model } from '../runtime/model.ts';
@@ -189,4 +194,36 @@ describe('training on the fast CPU path', () => {
       for (const [k, t] of Object.entries(params[1])) expectClose(params[0][k], t, { rtol: 1e-4, atol: 1e-5 });
     }, 60_000);
   }
+});
+
+describe('a bundle ships the wasm kernels as kernels.wasm', () => {
+  it('trains with them (the same bits as in-process), and with the JS kernels when the file is gone', async () => {
+    const { manifest } = compile('examples/mnist_mlp.dlm');
+    const dir = mkdtempSync(join(tmpdir(), 'dlc-wasm-'));
+    try {
+      expect(await writeBundle(manifest!, dir)).toContain('kernels.wasm');
+      const exported = WebAssembly.Module.exports(new WebAssembly.Module(readFileSync(join(dir, 'kernels.wasm')))).map((e) => e.name);
+      expect(exported.filter((name) => name.includes('|')).length).toBeGreaterThan(3); // the Adam updates, bias adds...
+      const steps = async (model: Model) => {
+        const losses: number[] = [];
+        for (let step = 0; step < 5; step++) {
+          const x = randomTensor([16, 784], step, { min: 0, max: 1 });
+          losses.push((await model.trainStep({ x, y: Int32Array.from({ length: 16 }, (_, i) => (i + step) % 10) })).loss);
+        }
+        return losses;
+      };
+      const bundled = async () => {
+        const { createModel } = await import(/* @vite-ignore */ `${pathToFileURL(join(dir, 'model.js')).href}?${Math.random()}`);
+        return steps(await createModel({ backend: 'cpu', seed: 5 }));
+      };
+      const fast = await steps(await Model.create(manifest!, cpuKernels, { backend: 'cpu', seed: 5 }));
+      const js = await steps(await Model.create(manifest!, Object.fromEntries(Object.entries(cpuKernels).filter(([k]) => k !== 'wasm')), { backend: 'cpu', seed: 5 }));
+      expect(fast).not.toEqual(js); // f32 products in the wasm GEMM round differently
+      expect(await bundled()).toEqual(fast);
+      rmSync(join(dir, 'kernels.wasm'));
+      expect(await bundled()).toEqual(js);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });

@@ -6,9 +6,11 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import type { Manifest, TensorSpec } from '../../runtime/program.ts';
+import { cpuWasm } from './wasm.ts';
 
 const ENTRY = fileURLToPath(new URL('../../runtime/bundle_entry.ts', import.meta.url));
 const KERNELS = fileURLToPath(new URL('../../runtime/cpu_kernels.ts', import.meta.url));
+const WASM = fileURLToPath(new URL('../../runtime/wasm.ts', import.meta.url));
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 /** The ops whose CPU kernels `m`'s programs run (leaves have none). */
@@ -61,7 +63,11 @@ export function packManifest(m: Manifest, weights?: string): PackedManifest {
 export async function bundleJs(manifest: Manifest, minify = false, weights?: string): Promise<string> {
   const virtual: Record<string, { contents: string; loader: 'json' | 'js' }> = {
     manifest: { contents: JSON.stringify(packManifest(manifest, weights)), loader: 'json' },
-    kernels: { contents: `export { ${kernelOps(manifest).join(', ')} } from ${JSON.stringify(KERNELS)};`, loader: 'js' },
+    // the CPU kernels, and the wasm SIMD ones (kernels.wasm beside model.js: runtime/wasm.ts)
+    kernels: {
+      contents: `export { ${kernelOps(manifest).join(', ')} } from ${JSON.stringify(KERNELS)}; export { bundledWasm as wasm } from ${JSON.stringify(WASM)};`,
+      loader: 'js',
+    },
     'no-lbfgs': { contents: 'export function lbfgsEpoch() { throw new Error("not an L-BFGS model"); }', loader: 'js' },
   };
   const lbfgs = manifest.optimizer.name === 'lbfgs';
@@ -205,6 +211,7 @@ export async function writeBundle(manifest: Manifest, dir: string, weights?: Uin
     ['model.d.ts', typings(manifest, file)],
     ['package.json', JSON.stringify({ name: manifest.model, type: 'module', main: 'model.js', types: 'model.d.ts' }, null, 2)],
     ...(weights ? [[WEIGHTS, weights] as [string, Uint8Array]] : []),
+    ['kernels.wasm', cpuWasm(manifest)],
   ];
   const seen = new Set<string>();
   for (const p of Object.values(manifest.programs)) {
