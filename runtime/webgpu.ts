@@ -2,9 +2,9 @@
 // `argKey`) that stay on the GPU between runs, and runs programs against them: one command
 // encoder, one compute pass and one submit per run, then each update is copied into its tensor.
 //
-// Caches: pipelines by kernel name; per program and concrete shape a plan (a buffer per node,
-// const nodes uploaded, meta uniforms written and bind groups made once). Replacing a persistent
-// buffer (a tensor grown past its capacity) drops every plan.
+// Caches: pipelines by kernel name; per program and concrete shape a plan (node outputs in the
+// buffers runtime/memory.ts assigns, const nodes uploaded, meta uniforms written and bind groups
+// made once). Replacing a persistent buffer (a tensor grown past its capacity) drops every plan.
 //
 // Runs must be awaited one after another. An update whose value is another updated argument's
 // buffer (a swap) is not supported. The values a run's updates overwrite are kept, so the last
@@ -14,6 +14,7 @@ import type { Tensor } from '../compiler/ops/types.ts';
 import { WORKGROUP, type DType, type Grid, type ProgramJSON } from './program.ts';
 import { constData } from './cpu.ts';
 import { argKey, bindSymbols, nodeShapes, numel, resolveShape, type Syms } from './shapes.ts';
+import { planMemory } from './memory.ts';
 
 // GPUBufferUsage / GPUMapMode / GPUShaderStage values, fixed by the spec (the globals may be
 // missing in Node).
@@ -29,7 +30,7 @@ interface Stored {
 interface Plan {
   /** Buffers the plan made (node outputs, consts, meta, staging): destroyed with it. */
   owned: GPUBuffer[];
-  /** Each node's buffer: its own, its argument's persistent one, or its input's (aliases). */
+  /** Each node's buffer: one of the plan's, its argument's persistent one, or its input's (aliases). */
   bufs: GPUBuffer[];
   shapes: number[][];
   dispatches: { pipeline: GPUComputePipeline; bindGroup: GPUBindGroup; groups: [number, number] }[];
@@ -267,6 +268,8 @@ export class WebGPUExecutor {
       return b;
     };
     const argOf = new Map(p.args.map((a) => [a.node, argKey(a)]));
+    const memory = planMemory(p, shapes);
+    const pool = memory.sizes.map((size, b) => own(`dlc:buffer${b}`, size, STORAGE | COPY_SRC | COPY_DST));
     const bufs: GPUBuffer[] = [];
     const dispatches: Plan['dispatches'] = [];
     p.nodes.forEach((n, i) => {
@@ -278,7 +281,7 @@ export class WebGPUExecutor {
         if (n.inputs.length !== 1 || numel(shapes[n.inputs[0]]) !== numel(shape)) throw new Error(`node ${i} (${n.op}) has no kernel`);
         return bufs.push(bufs[n.inputs[0]]);
       }
-      const out = own(`dlc:${n.op}#${i}`, bytes(shape), STORAGE | COPY_SRC | COPY_DST);
+      const out = pool[memory.buffer[i]];
       bufs.push(out);
       if (n.kernel === undefined) return this.upload(out, constData(n, numel(shape), Float32Array));
       if (!numel(shape)) return;

@@ -13,6 +13,8 @@ import { programStats } from '../compiler/codegen/stats.ts';
 import { runPipeline } from '../compiler/passes/pipeline.ts';
 import { printGraph } from '../compiler/ir/print.ts';
 import type { ProgramJSON } from '../runtime/program.ts';
+import { planMemory } from '../runtime/memory.ts';
+import { bindSymbols, nodeShapes, numel } from '../runtime/shapes.ts';
 import { runCpu } from '../runtime/cpu.ts';
 import { cpuKernels } from '../runtime/cpu_kernels.ts';
 import { arbTensor, expectClose, feedsOf, gpuDevice, rng as rngOf, withExecutor } from './support/harness.ts';
@@ -203,6 +205,57 @@ describe('the pass pipeline on random graphs', () => {
   });
 });
 
+// ---------------------------------------------------------------- memory planning
+
+describe('memory planning', () => {
+  /** Checks `planMemory` against lifetimes computed here: a node's value is live from the node to
+   *  its last reader (through aliases), to the end for outputs and updates, throughout for consts. */
+  function checkPlan(p: ProgramJSON, shapes: number[][]): { planned: number; unplanned: number } {
+    const { buffer, sizes } = planMemory(p, shapes);
+    const alias = (i: number) => p.nodes[i].kernel === undefined && p.nodes[i].op !== 'const' && p.nodes[i].op !== 'arg';
+    const source = (i: number): number => (alias(i) ? source(p.nodes[i].inputs[0]) : i);
+    const end = p.nodes.length;
+    const live = p.nodes.map((n, i) => [n.op === 'const' ? -1 : i, i]);
+    p.nodes.forEach((n, i) => n.inputs.forEach((j) => (live[source(j)][1] = Math.max(live[source(j)][1], i))));
+    for (const o of [...p.outputs, ...p.updates]) live[source(o.node)][1] = end;
+    p.nodes.forEach((n, i) => n.op === 'const' && (live[i][1] = end));
+    const owners = p.nodes.flatMap((n, i) => (n.op === 'arg' || alias(i) ? [] : [i]));
+    let unplanned = 0;
+    for (const i of owners) {
+      unplanned += numel(shapes[i]) * 4;
+      expect(sizes[buffer[i]], `node ${i}'s buffer`).toBeGreaterThanOrEqual(numel(shapes[i]) * 4);
+    }
+    p.nodes.forEach((n, i) => expect(buffer[i], `node ${i}`).toBe(n.op === 'arg' ? -1 : buffer[source(i)]));
+    for (const i of owners)
+      for (const j of owners)
+        if (i < j && buffer[i] === buffer[j]) expect(live[i][1] < live[j][0], `nodes ${i} and ${j} share buffer ${buffer[i]} while both live`).toBe(true);
+    const planned = sizes.reduce((a, b) => a + b, 0);
+    expect(planned).toBeLessThanOrEqual(unplanned);
+    return { planned, unplanned };
+  }
+
+  it('never gives one buffer to two values live at once, and needs no more bytes than a buffer per node', () => {
+    let reused = 0;
+    fc.assert(
+      fc.property(arbCase, ([graph, feeds]) => {
+        for (const g of [graph, runPipeline(graph)]) {
+          const p = attachKernels(toProgram(g));
+          const syms = bindSymbols(p, feedsOf(feeds));
+          const { planned, unplanned } = checkPlan(p, nodeShapes(p, syms));
+          if (planned < unplanned) reused++;
+        }
+      }),
+      { numRuns: 300 },
+    );
+    expect(reused).toBeGreaterThan(100);
+  });
+
+  it('plans every program of the MNIST MLP', () => {
+    const m = compile('examples/mnist_mlp.dlm').manifest!;
+    for (const p of Object.values(m.programs)) checkPlan(p, nodeShapes(p, Object.fromEntries(p.symbols.map((s) => [s, 64]))));
+  });
+});
+
 // ---------------------------------------------------------------- the fused op on its own
 
 describe('the fused op', () => {
@@ -289,7 +342,9 @@ describe('fusion on the MNIST MLP', () => {
     console.log(`mnist_mlp train step: ${before.dispatches} -> ${after.dispatches} dispatches, ${before.kernels} -> ${after.kernels} kernels`);
     expect(before.dispatches).toBe(167);
     expect(after.dispatches).toBeLessThanOrEqual(49);
-    expect(after.bufferBytes).toBeLessThan(before.bufferBytes / 3);
+    // fusion materializes far fewer tensors; memory planning then reuses the dead ones' buffers
+    expect(after.unplannedBytes).toBeLessThan(before.unplannedBytes / 3);
+    expect(after.bufferBytes).toBeLessThan(after.unplannedBytes);
     for (const name of ['init', 'evaluate', 'predict'] as const) expect(stats(fused, name).dispatches).toBeLessThan(stats(unfused, name).dispatches);
   });
 

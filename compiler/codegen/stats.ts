@@ -1,5 +1,6 @@
 // What a compiled program costs (`dlc compile --stats`): kernels, dispatches, the bytes of the
-// buffers a WebGPU plan allocates, and FLOPs, at concrete sizes for the symbolic dimensions.
+// buffers a WebGPU plan allocates (memory-planned), and FLOPs, at concrete sizes for the symbolic
+// dimensions.
 //
 // FLOPs: matmul 2·M·N·K per batch entry; conv2d and its two backward forms 2·(output or dy
 // elements)·KH·KW·C/groups; pooling one per window element per output; reductions one per input
@@ -9,6 +10,7 @@
 import { gzipSync } from 'node:zlib';
 import type { Manifest, ProgramJSON } from '../../runtime/program.ts';
 import { nodeShapes, numel } from '../../runtime/shapes.ts';
+import { planMemory } from '../../runtime/memory.ts';
 import { bundleJs } from './bundle.ts';
 import { codeLines } from '../ops/fused.ts';
 import type { Attrs } from '../ir/node.ts';
@@ -19,8 +21,11 @@ export interface ProgramStats {
   kernels: number;
   /** Kernel launches per run. */
   dispatches: number;
-  /** Node buffers a plan allocates: kernel outputs and constants (not arguments, not aliases). */
+  /** Node buffers a WebGPU plan allocates (runtime/memory.ts): kernel outputs, reused once dead,
+   *  and constants (not arguments, not aliases). */
   bufferBytes: number;
+  /** The same without reuse: one buffer per kernel output and constant. */
+  unplannedBytes: number;
   /** Arguments: inputs, parameters, state, slots, hyperparameters. */
   argBytes: number;
   flops: number;
@@ -34,15 +39,16 @@ export function programStats(p: ProgramJSON, syms: Readonly<Record<string, numbe
   const values = Object.fromEntries(p.symbols.map((s) => [s, syms[s] ?? fallback]));
   const shapes = nodeShapes(p, values);
   const argNodes = new Set(p.args.map((a) => a.node));
-  let bufferBytes = 0, argBytes = 0, flops = 0, dispatches = 0;
+  let unplannedBytes = 0, argBytes = 0, flops = 0, dispatches = 0;
   p.nodes.forEach((n, i) => {
     const bytes = numel(shapes[i]) * 4;
     if (argNodes.has(i)) argBytes += bytes;
-    else if (n.kernel !== undefined || n.op === 'const') bufferBytes += bytes;
+    else if (n.kernel !== undefined || n.op === 'const') unplannedBytes += bytes;
     if (n.kernel !== undefined) dispatches++;
     flops += nodeFlops(n.op, n.attrs, shapes[i], n.inputs.map((j) => shapes[j]));
   });
-  return { nodes: p.nodes.length, kernels: p.kernels.length, dispatches, bufferBytes, argBytes, flops };
+  const bufferBytes = planMemory(p, shapes).sizes.reduce((a, b) => a + b, 0);
+  return { nodes: p.nodes.length, kernels: p.kernels.length, dispatches, bufferBytes, unplannedBytes, argBytes, flops };
 }
 
 function nodeFlops(op: string, attrs: Record<string, unknown>, out: number[], ins: number[][]): number {
@@ -133,10 +139,12 @@ export async function statsReport(m: Manifest, before?: Manifest): Promise<strin
   const widths = rows[0].map((_, k) => Math.max(...rows.map((r) => r[k].length)));
   const table = rows.map((r) => r.map((c, k) => (k ? c.padStart(widths[k]) : c.padEnd(widths[k]))).join('  ').trimEnd());
   const size = await bundleSize(m);
+  const train = programStats(m.programs.train, syms, batch);
   return [
     `${m.model}: sizes at batch ${batch} (every symbolic dimension = ${batch})${before ? '; "a -> b": as lowered -> optimized' : ''}`,
     ...table,
-    `dispatches per training step: ${programStats(m.programs.train, syms, batch).dispatches}`,
+    `dispatches per training step: ${train.dispatches}`,
+    `bytes planned per training step: ${formatBytes(train.bufferBytes)} (${formatBytes(train.unplannedBytes)} with a buffer per node)`,
     `model.js: ${formatBytes(size.minified)} minified, ${formatBytes(size.gzipped)} gzipped`,
   ].join('\n');
 }

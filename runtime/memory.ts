@@ -1,0 +1,58 @@
+// Memory planning: which buffer each node of a program writes, at concrete shapes. A node's output
+// takes a buffer whose previous tenant is dead (its last reader, counting through aliases, ran
+// before this node), so a run needs about its peak of live tensors instead of one buffer per node.
+// Constants (uploaded once per plan), outputs and updates (copied out after the run) keep buffers
+// of their own; arguments are the executor's persistent tensors; an alias (reshape) is its input's
+// buffer. A node's inputs are live until it has run, so no kernel reads the buffer it writes
+// (WebGPU forbids binding one buffer as read-only and writable in one dispatch).
+
+import type { ProgramJSON } from './program.ts';
+import { numel } from './shapes.ts';
+
+export interface MemoryPlan {
+  /** Each node's buffer (an index into `sizes`), -1 for arguments and their aliases. */
+  buffer: number[];
+  /** Bytes of each buffer. */
+  sizes: number[];
+}
+
+/** `shapes`: each node's concrete shape (`nodeShapes`). */
+export function planMemory(p: ProgramJSON, shapes: readonly number[][]): MemoryPlan {
+  const nodes = p.nodes;
+  // the node whose buffer each node is: itself, or through aliases its first non-alias source
+  const home = nodes.map((_, i) => i);
+  nodes.forEach((n, i) => {
+    if (n.kernel === undefined && n.op !== 'const' && n.op !== 'arg') home[i] = home[n.inputs[0]];
+  });
+  const last = nodes.map((_, i) => i);
+  nodes.forEach((n, i) => n.inputs.forEach((j) => (last[home[j]] = i)));
+  const pinned = new Set([...p.outputs, ...p.updates].map((o) => home[o.node]));
+
+  const buffer = new Array<number>(nodes.length).fill(-1);
+  const sizes: number[] = [];
+  const free: number[] = [];
+  const dying: number[][] = nodes.map(() => []);
+  const reuse = (size: number): number => {
+    // the smallest free buffer that fits, else the largest free one, grown to fit
+    const fits = free.filter((f) => sizes[f] >= size);
+    const pick = (list: number[], better: (a: number, b: number) => boolean) => list.reduce((b, f) => (better(sizes[f], sizes[b]) ? f : b), list[0]);
+    const b = fits.length ? pick(fits, (x, y) => x < y) : free.length ? pick(free, (x, y) => x > y) : -1;
+    if (b >= 0) free.splice(free.indexOf(b), 1);
+    return b;
+  };
+  nodes.forEach((n, i) => {
+    if (home[i] !== i) buffer[i] = buffer[home[i]];
+    else if (n.op !== 'arg') {
+      const size = numel(shapes[i]) * 4;
+      const own = n.op === 'const' || pinned.has(i);
+      let b = own ? -1 : reuse(size);
+      if (b < 0) b = sizes.push(0) - 1;
+      sizes[b] = Math.max(sizes[b], size);
+      buffer[i] = b;
+      if (!own) dying[last[i]].push(b);
+    }
+    // buffers whose last reader is this node are free for the nodes after it
+    free.push(...dying[i]);
+  });
+  return { buffer, sizes };
+}
