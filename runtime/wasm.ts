@@ -83,9 +83,10 @@ class Heap {
   view(b: Block): TypedArray {
     return b.int ? new Int32Array(this.memory.buffer, b.off, b.n) : new Float32Array(this.memory.buffer, b.off, b.n);
   }
-  /** A 16-byte multiple: SIMD loads stay aligned. */
+  /** A 16-byte multiple (SIMD loads stay aligned), with 16 bytes to spare for the fused kernels'
+   *  last steps (compiler/codegen/wasm.ts). */
   private static size(n: number): number {
-    return Math.max(16, (n * 4 + 15) & ~15);
+    return (n * 4 + 31) & ~15;
   }
 }
 
@@ -126,15 +127,27 @@ function product(h: Heap, e: Exports, m: number, n: number, k: number, packA: (d
   h.release(bp);
 }
 
-/** A fused program's export: a letter per input, u (one value) or f (the output's size). */
-const fusedFn = (e: Exports, attrs: Attrs, shapes: number[][], shape: number[]) =>
-  attrs.reduce === undefined ? e[`${shapes.map((s) => (numel(s) === 1 ? 'u' : numel(s) === numel(shape) ? 'f' : '?')).join('')}|${attrs.code}`] : undefined;
+/** A fused program's export and its row length: a letter per input, u (one value), f (the
+ *  output's size) or c (a row: the output's trailing dims). */
+function fusedFn(e: Exports, attrs: Attrs, shapes: number[][], shape: number[]): [Exports[string], number] | undefined {
+  const n = numel(shape);
+  let row = n;
+  const letter = (s: number[]) => {
+    const k = numel(s), t = s.slice(s.findIndex((d) => d !== 1));
+    if (k === 1 || k === n) return k === 1 ? 'u' : 'f';
+    row = k;
+    return t.length < shape.length && t.every((d, q) => d === shape[shape.length - t.length + q]) ? 'c' : '?';
+  };
+  const fn = attrs.reduce === undefined && e[`${shapes.map(letter).join('')}|${attrs.code}`];
+  return fn ? [fn, row] : undefined;
+}
 
 const WASM: Record<string, WasmKernel> = {
   fused: {
     ok: (attrs, shapes, shape, e) => !!fusedFn(e, attrs, shapes, shape),
     run(_, e, ins, shapes, out, shape, attrs) {
-      fusedFn(e, attrs, shapes, shape)!(out.off, numel(shape), ...ins.map((b) => b.off));
+      const [fn, row] = fusedFn(e, attrs, shapes, shape)!;
+      fn(out.off, numel(shape), row, ...ins.map((b) => b.off));
     },
   },
   matmul: {

@@ -116,16 +116,18 @@ describe('wasm conv2d and its backward forms', () => {
 });
 
 describe('wasm fused elementwise programs', () => {
-  /** A random program over `k` inputs (u: one value, f: the output's size), each line one of the
-   *  ops the wasm kernels have; exp and pow on single values only (they run once, via Math). */
+  /** A random program over `k` inputs (u: one value, f: the output's size [rows, n], c: a row [n]),
+   *  each line one of the ops the wasm kernels have; exp and pow on single values only (they run
+   *  once, via Math). */
   const arb = fc
     .record({
-      pattern: fc.array(fc.constantFrom('u', 'f'), { minLength: 1, maxLength: 4 }).map((p) => (p.includes('f') ? p : [...p, 'f'])),
+      pattern: fc.array(fc.constantFrom('u', 'f', 'c'), { minLength: 1, maxLength: 4 }),
+      rows: fc.integer({ min: 2, max: 5 }),
       n: fc.integer({ min: 1, max: 37 }),
       specs: fc.array(fc.tuple(fc.integer({ min: 0, max: 12 }), fc.nat(), fc.nat(), fc.nat()), { minLength: 1, maxLength: 8 }),
       seed: fc.integer({ min: 1, max: 2 ** 30 }),
     })
-    .map(({ pattern, n, specs, seed }) => {
+    .map(({ pattern, rows, n, specs, seed }) => {
       const code: string[] = [];
       const f32: string[] = pattern.map((_, k) => `i${k}`);
       const uniform = pattern.flatMap((p, k) => (p === 'u' ? [`i${k}`] : []));
@@ -146,17 +148,17 @@ describe('wasm fused elementwise programs', () => {
         } else if (uniform.length) line(kind === 11 ? `exp ${uniform[a % uniform.length]}` : `pow ${uniform[a % uniform.length]} f32:${(c % 5) - 2}`);
       }
       if (!code.length) line(`add ${pick(0)} f32:1`);
-      return { pattern, n, code, seed };
+      return { pattern, rows, n, code, seed };
     });
 
   it('give the bits of the JS kernel (every program here is one the wasm path runs)', async () => {
     await fc.assert(
-      fc.asyncProperty(arb, async ({ pattern, n, code, seed }) => {
-        const xs = pattern.map((p, k) => input(`x${k}`, p === 'u' ? [] : [n]));
-        const y = b.fused(xs, code, [n]);
+      fc.asyncProperty(arb, async ({ pattern, rows, n, code, seed }) => {
+        const xs = pattern.map((p, k) => input(`x${k}`, p === 'u' ? [] : p === 'c' ? [n] : [rows, n]));
+        const y = b.fused(xs, code, [rows, n]);
         const program = programOf([y], false);
         const manifest = { programs: { p: program } } as unknown as Manifest;
-        expect(WebAssembly.Module.exports(new WebAssembly.Module(cpuWasm(manifest))).map((x) => x.name)).toContain(fusedKey(n === 1 ? 'u'.repeat(pattern.length) : pattern.join(''), code.join('; ')));
+        expect(WebAssembly.Module.exports(new WebAssembly.Module(cpuWasm(manifest))).map((x) => x.name)).toContain(fusedKey(pattern.map((p) => (p === 'c' && n === 1 ? 'u' : p)).join(''), code.join('; ')));
         const exec = (await WasmExecutor.create(cpuKernels, manifest))!;
         const feeds = new Map(xs.map((x, k) => [x, randomTensor(x.shape as number[], seed + k, { min: -2, max: 2 })]));
         const want = evalCpu([y], feeds, 'f32')[0];

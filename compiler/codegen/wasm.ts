@@ -229,15 +229,16 @@ function col2im(m: binaryen.Module): void {
 
 // ---------------------------------------------------------------- fused elementwise programs
 //
-// A fused node (ops/fused.ts) whose inputs are f32, each the output's size or a single value, with
-// no reduction and only ops SIMD has (or, on lines that read single values only, ops the host's
-// Math has) becomes one function f(out, n, in0, in1, ...), exported under `fusedKey`: the lines
-// that read single values run once, the others 4 elements per step. Blocks are 16-byte multiples
-// (runtime/wasm.ts), so the last step may run past n. Each f32 operation rounds as the JavaScript
-// kernel's Math.fround does, so both give the same bits.
+// A fused node (ops/fused.ts) whose inputs are f32, each the output's size, a row of it or a
+// single value, with no reduction and only ops SIMD has (or, on lines that read single values
+// only, ops the host's Math has) becomes one function f(out, n, row, in0, in1, ...), exported
+// under `fusedKey`: the lines that read single values run once, the others 4 elements per step.
+// Blocks have 16 bytes to spare (runtime/wasm.ts), so a step may run up to 3 elements past n.
+// Each f32 operation rounds as the JavaScript kernel's Math.fround does: both give the same bits.
 
-/** The export name of a fused program: `pattern` has a letter per input, u (a single value) or
- *  f (the output's size). runtime/wasm.ts builds the same name. */
+/** The export name of a fused program: `pattern` has a letter per input, u (a single value), f
+ *  (the output's size) or c (a row of it: the output's trailing dims). runtime/wasm.ts builds the
+ *  same name. */
 export const fusedKey = (pattern: string, code: string): string => `${pattern}|${code}`;
 
 /** Math functions of the host (f64 → f64), for lines that run once. */
@@ -257,8 +258,8 @@ function fused(m: binaryen.Module, code: string, lines: Line[], pattern: string)
     if (once.at(-1) && !(l.op in VECTOR) && !(l.op in MATH)) return false;
   }
   if (lines.at(-1)!.dtype !== 'f32') return false;
-  const f = new Fn(m, ['out', 'n', ...[...pattern].map((_, k) => `in${k}`)]);
-  f.local(['i', 'end']);
+  const f = new Fn(m, ['out', 'n', 'row', ...[...pattern].map((_, k) => `in${k}`)]);
+  f.local(['i', 'r', 'end', 'len']);
   const c = (v: number) => m.i32.const(v);
   const body: Ref[] = [];
   const scalar = (l: Line, k: number): Ref => {
@@ -275,7 +276,8 @@ function fused(m: binaryen.Module, code: string, lines: Line[], pattern: string)
   };
   const vector = (l: Line): Ref => {
     const arg = (a: Operand): Val =>
-      a.kind === 'in' ? { v: pattern[a.k] === 'u' ? f.get(`u${a.k}`) : m.v128.load(0, 16, m.i32.add(f.get(`in${a.k}`), f.get('i'))), bool: false }
+      a.kind === 'in'
+        ? { v: pattern[a.k] === 'u' ? f.get(`u${a.k}`) : m.v128.load(0, 4, m.i32.add(f.get(`in${a.k}`), pattern[a.k] === 'c' ? f.get('i') : m.i32.add(f.get('r'), f.get('i')))), bool: false }
       : a.kind === 'reg' ? { v: f.get(`v${a.k}`), bool: lines[a.k].dtype === 'bool' }
       : a.dtype === 'bool' ? { v: m.i32x4.splat(c(a.value ? -1 : 0)), bool: true } : { v: m.f32x4.splat(m.f32.const(a.value)), bool: false };
     return VECTOR[l.op as keyof typeof VECTOR](m, l.args.map(arg), l);
@@ -297,9 +299,17 @@ function fused(m: binaryen.Module, code: string, lines: Line[], pattern: string)
   const last = lines.length - 1;
   const step = [
     ...lines.flatMap((l, k) => (once[k] ? [] : [f.set(`v${k}`, vector(l))])),
-    m.v128.store(0, 16, m.i32.add(f.get('out'), f.get('i')), f.get(`v${last}`)),
+    m.v128.store(0, 4, m.i32.add(f.get('out'), m.i32.add(f.get('r'), f.get('i'))), f.get(`v${last}`)),
   ];
-  f.add(fusedKey(pattern, code), [...body, f.set('end', m.i32.shl(f.get('n'), c(2))), f.for('i', c(0), () => f.get('end'), c(16), step)]);
+  // rows of `row` elements (the c inputs' size; n without them), 4 elements per step: a row's last
+  // step may spill into the next row, which its own first steps then overwrite
+  const bytes = (v: string) => m.i32.shl(f.get(v), c(2));
+  f.add(fusedKey(pattern, code), [
+    ...body,
+    f.set('end', bytes('n')),
+    f.set('len', bytes('row')),
+    f.for('r', c(0), () => f.get('end'), f.get('len'), [f.for('i', c(0), () => f.get('len'), c(16), step)]),
+  ]);
   return true;
 }
 
@@ -344,6 +354,13 @@ const SCALAR: Record<keyof typeof VECTOR, Rule> = {
   cast: (m, [a], l) => (l.to === 'f32' ? (a.bool ? m.f32.convert_s.i32(a.v) : a.v) : a.bool ? a.v : m.f32.ne(a.v, m.f32.const(0))),
 };
 
+/** Whether an input of `shape` is a row of the output (its trailing dims, static, leading 1s
+ *  dropped): a bias [256] of an output [B, 256]. */
+function rowOf(shape: Dim[], out: Dim[]): boolean {
+  const s = shape.slice(shape.findIndex((d) => d !== 1));
+  return s.length < out.length && s.every((d, q) => typeof d === 'number' && d === out[out.length - s.length + q]);
+}
+
 /** The fused programs of `manifest` the wasm path can run, as [code, pattern, lines]. */
 function fusedPrograms(manifest: Manifest): [string, string, Line[]][] {
   const seen = new Map<string, [string, string, Line[]]>();
@@ -352,8 +369,9 @@ function fusedPrograms(manifest: Manifest): [string, string, Line[]][] {
       if (n.op !== 'fused' || n.attrs.reduce !== undefined || n.dtype !== 'f32') continue;
       const ins = n.inputs.map((j) => p.nodes[j]);
       const same = (d: Dim[]) => d.length === n.shape.length && d.every((x, q) => x === n.shape[q]);
-      const pattern = ins.map((x) => (x.shape.every((d) => d === 1) ? 'u' : same(x.shape) ? 'f' : '?')).join('');
-      if (pattern.includes('?') || ins.some((x) => x.dtype !== 'f32')) continue;
+      const pattern = ins.map((x) => (x.shape.every((d) => d === 1) ? 'u' : same(x.shape) ? 'f' : rowOf(x.shape, n.shape) ? 'c' : '?')).join('');
+      const rows = new Set(ins.filter((_, k) => pattern[k] === 'c').map((x) => x.shape.filter((d) => d !== 1).join()));
+      if (pattern.includes('?') || rows.size > 1 || ins.some((x) => x.dtype !== 'f32')) continue;
       const code = String(n.attrs.code);
       if (seen.has(fusedKey(pattern, code))) continue;
       try {
