@@ -80,9 +80,16 @@ const { lr, beta1, beta2, eps } = ADAM;
  */
 const makeTrainStep = (w: Workload) =>
   jit((p: P, m: P, v: P, t: np.Array, key: np.Array, x: np.Array, y: np.Array) => {
-    const keys = random.split(key, 2);
+    // LeNet's dropout draws from one half of the split key and passes the other on; the MLP
+    // passes its key through untouched, so its step does no random work.
+    let drop: np.Array | undefined;
+    if (w.name === "lenet") {
+      const keys = random.split(key, 2);
+      drop = keys.ref.slice(1);
+      key = keys.slice(0);
+    }
     const y1h = nn.oneHot(y, CLASSES);
-    const [loss, g] = valueAndGrad((q: P) => lossFn(w, q, x, y1h, keys.ref.slice(1)))(tree.ref(p));
+    const [loss, g] = valueAndGrad((q: P) => lossFn(w, q, x, y1h, drop))(tree.ref(p));
     const t1 = t.add(1);
     const bc1 = np.power(beta1, t1.ref).neg().add(1); // 1 - beta1^t
     const bc2 = np.power(beta2, t1.ref).neg().add(1); // 1 - beta2^t
@@ -101,7 +108,7 @@ const makeTrainStep = (w: Workload) =>
     }
     bc1.dispose();
     bc2.dispose();
-    return [loss, np_, nm, nv, t1, keys.slice(0)] as [np.Array, P, P, P, np.Array, np.Array];
+    return [loss, np_, nm, nv, t1, key] as [np.Array, P, P, P, np.Array, np.Array];
   });
 
 const makePredict = (w: Workload) =>
