@@ -4,7 +4,7 @@
 import type { Tensor, TypedArray } from '../compiler/ops/types.ts';
 import type { Manifest, ProgramJSON, TensorSpec } from './program.ts';
 import { runCpu, type CpuKernels } from './cpu.ts';
-import { WasmExecutor } from './wasm.ts';
+import { CpuExecutor } from './wasm.ts';
 import { argKey, numel } from './shapes.ts';
 import type { Dataset } from './dataset.ts';
 import { fit, type EpochStats, type FitResult } from './train.ts';
@@ -73,37 +73,6 @@ interface Executor {
   dispose(): void;
 }
 
-class CpuExecutor implements Executor {
-  private readonly tensors = new Map<string, Tensor>();
-  private previous = new Map<string, Tensor>();
-  constructor(private readonly kernels: CpuKernels) {}
-  write(key: string, t: Tensor): void {
-    this.tensors.set(key, { data: t.data instanceof Float64Array ? new Float32Array(t.data) : t.data.slice(), shape: [...t.shape] });
-  }
-  async read(keys: readonly string[]): Promise<Record<string, Tensor>> {
-    return Object.fromEntries(keys.map((k) => [k, this.tensors.get(k)!]));
-  }
-  async run(p: ProgramJSON, feeds: Record<string, Tensor>, read = p.outputs.map((o) => o.name)): Promise<Record<string, Tensor>> {
-    const all: Record<string, Tensor> = {};
-    for (const a of p.args) {
-      const k = argKey(a);
-      const t = feeds[k] ?? this.tensors.get(k);
-      if (t) all[k] = t;
-    }
-    const r = runCpu(p, this.kernels, all, Float32Array);
-    this.previous = new Map(Object.keys(r.updates).map((k) => [k, this.tensors.get(k)!]));
-    for (const [k, t] of Object.entries(r.updates)) this.tensors.set(k, t);
-    return Object.fromEntries(read.map((n) => [n, r.outputs[n]]));
-  }
-  rollback(): void {
-    for (const [k, t] of this.previous) this.tensors.set(k, t);
-    this.previous.clear();
-  }
-  dispose(): void {
-    this.tensors.clear();
-  }
-}
-
 const MAGIC = 0x31434c44; // "DLC1"
 
 export class Model {
@@ -132,8 +101,7 @@ export class Model {
     const seed = opts.seed ?? manifest.train.seed;
     const device = opts.backend === 'cpu' ? undefined : (opts.device ?? (await defaultDevice()));
     if (opts.backend === 'webgpu' && !device) throw new Error('WebGPU was asked for, but no adapter is available');
-    // the CPU: with the wasm kernels where the kernel table has them and the host runs SIMD
-    const exec: Executor = device ? new WebGPUExecutor(device) : ((await WasmExecutor.create(kernels, manifest)) ?? new CpuExecutor(kernels));
+    const exec: Executor = device ? new WebGPUExecutor(device) : await CpuExecutor.create(kernels, manifest);
     const model = new Model(manifest, device ? 'webgpu' : 'cpu', exec, kernels, seed);
     // Initial values are computed on the CPU, so every backend starts from the same numbers.
     const init = runCpu(manifest.programs.init, kernels, { 'hyper:key': { data: new Int32Array([seed, 0]), shape: [2] } }, Float32Array);

@@ -1,8 +1,9 @@
-// The fast CPU path: programs run with their tensors in one WebAssembly memory. The ops with a
-// WebAssembly SIMD kernel (compiler/codegen/wasm.ts: matmul, conv2d and its two backward forms)
-// read and write that memory in place; every other op runs its JavaScript kernel (the generated
+// The CPU executor: programs run with their tensors in one memory (a WebAssembly.Memory). The ops
+// with a WebAssembly SIMD kernel (compiler/codegen/wasm.ts: matmul, conv2d and its two backward
+// forms, most fused elementwise programs) read and write it in place, where the host has SIMD and
+// the kernel table has the wasm module; every other op runs its JavaScript kernel (the generated
 // fused loops included) on views of it. Parameters, state and optimizer slots stay in the memory
-// between runs. Float32 only: float64 runs (gradient checks) use runtime/cpu.ts.
+// between runs. Float32 only: float64 runs (gradient checks) use runtime/cpu.ts's runCpu.
 
 import type { Tensor, TypedArray } from '../compiler/ops/types.ts';
 import { boxOffsets, broadcastStrides } from '../compiler/ops/elementwise.ts';
@@ -54,7 +55,11 @@ interface Block {
 /** The memory and its allocator: free blocks are kept by size, which repeats from step to step,
  *  so after the first step every allocation is a reuse. */
 class Heap {
-  readonly memory = new WebAssembly.Memory({ initial: 256, maximum: 65536 });
+  readonly memory: { buffer: ArrayBuffer; grow(pages: number): void } =
+    typeof WebAssembly === 'object'
+      ? new WebAssembly.Memory({ initial: 256, maximum: 65536 })
+      : // a host without WebAssembly: the JS kernels on a buffer copied as it grows
+        { buffer: new ArrayBuffer(256 << 16), grow(pages) { const b = new Uint8Array(this.buffer.byteLength + (pages << 16)); b.set(new Uint8Array(this.buffer)); this.buffer = b.buffer; } };
   private top = FIRST;
   private readonly free = new Map<number, number[]>();
   alloc(n: number, int = false): Block {
@@ -247,31 +252,36 @@ interface Stored {
 type Value = Block | TypedArray;
 const isBlock = (v: Value): v is Block => 'off' in v;
 
-/** Runs programs with the wasm kernels; the same interface as model.ts's CpuExecutor. */
-export class WasmExecutor {
+/** Runs programs on the CPU for model.ts (its Executor interface). */
+export class CpuExecutor {
   private readonly tensors = new Map<string, Stored>();
   private previous = new Map<string, Stored>();
 
   private constructor(
     private readonly kernels: CpuKernels,
     private readonly h: Heap,
-    private readonly e: Exports,
+    /** The wasm kernels, where the table has them and the host runs SIMD. */
+    private readonly e?: Exports,
   ) {}
 
-  /** The executor, or undefined where the table has no wasm kernels or the host no SIMD. */
-  static async create(kernels: CpuKernels, m: Manifest): Promise<WasmExecutor | undefined> {
+  static async create(kernels: CpuKernels, m: Manifest): Promise<CpuExecutor> {
     const source = (kernels as { wasm?: WasmSource }).wasm;
-    if (!source || typeof WebAssembly !== 'object' || !WebAssembly.validate(SIMD_PROBE)) return undefined;
     const h = new Heap();
+    if (!source || typeof WebAssembly !== 'object' || !WebAssembly.validate(SIMD_PROBE)) return new CpuExecutor(kernels, h);
     const { exp, log, sin, cos, sign, pow } = Math;
     let bytes: BufferSource;
     try {
       bytes = await source(m);
     } catch {
-      return undefined; // no kernels.wasm beside model.js: the JS kernels
+      return new CpuExecutor(kernels, h); // no kernels.wasm beside model.js: the JS kernels
     }
-    const { instance } = await WebAssembly.instantiate(bytes, { env: { memory: h.memory, exp, log, sin, cos, sign, pow } });
-    return new WasmExecutor(kernels, h, instance.exports as unknown as Exports);
+    const { instance } = await WebAssembly.instantiate(bytes, { env: { memory: h.memory as WebAssembly.Memory, exp, log, sin, cos, sign, pow } });
+    return new CpuExecutor(kernels, h, instance.exports as unknown as Exports);
+  }
+
+  /** Whether the wasm SIMD kernels run (else the JS kernels only). */
+  get wasm(): boolean {
+    return !!this.e;
   }
 
   write(key: string, t: Tensor): void {
@@ -310,8 +320,8 @@ export class WasmExecutor {
       } else if (n.op === 'const') vals[i] = constData(n, numel(shape), Float32Array);
       else if (root[i] !== i) vals[i] = vals[root[i]];
       else {
-        const wk = n.dtype === 'f32' ? WASM[n.op] : undefined;
-        if (wk && (!wk.ok || wk.ok(n.attrs, n.inputs.map((j) => shapes[j]), shape, e))) {
+        const wk = e && n.dtype === 'f32' ? WASM[n.op] : undefined;
+        if (wk && (!wk.ok || wk.ok(n.attrs, n.inputs.map((j) => shapes[j]), shape, e!))) {
           const temps: Block[] = [];
           const ins = n.inputs.map((j) => {
             const v = vals[j];
@@ -322,7 +332,7 @@ export class WasmExecutor {
             return b;
           });
           const out = h.alloc(numel(shape));
-          wk.run(h, e, ins, n.inputs.map((j) => shapes[j]), out, shape, n.attrs);
+          wk.run(h, e!, ins, n.inputs.map((j) => shapes[j]), out, shape, n.attrs);
           temps.forEach((b) => h.release(b));
           vals[i] = out;
           owned.add(i);
