@@ -149,10 +149,17 @@ function fusedFn(e: Exports, attrs: Attrs, shapes: number[][], shape: number[]):
 
 const WASM: Record<string, WasmKernel> = {
   fused: {
-    ok: (attrs, shapes, shape, e) => !!fusedFn(e, attrs, shapes, shape),
-    run(_, e, ins, shapes, out, shape, attrs) {
+    // a matmul's epilogue (ops/fused.ts): the product into a scratch block, then the program over it
+    ok: (attrs, shapes, shape, e) => !!fusedFn(e, attrs, attrs.matmul ? [shape, ...shapes.slice(2)] : shapes, shape),
+    run(h, e, ins, shapes, out, shape, attrs) {
+      const mm = attrs.matmul && h.alloc(numel(shape));
+      if (mm) {
+        WASM.matmul.run(h, e, ins, shapes, mm, shape, { transA: String(attrs.matmul)[0] === 't', transB: String(attrs.matmul)[1] === 't' });
+        [ins, shapes] = [[mm, ...ins.slice(2)], [shape, ...shapes.slice(2)]];
+      }
       const [fn, row] = fusedFn(e, attrs, shapes, shape)!;
       fn(out.off, numel(shape), row, ...ins.map((b) => b.off));
+      if (mm) h.release(mm);
     },
   },
   matmul: {

@@ -123,13 +123,15 @@ function buildRecipe(r: Recipe): { graph: Graph; args: Node[] } {
       return s.c % 2 ? b.sub(back, x) : back; // read through a view [.., 1] against x's shape
 
     },
-    // matmul with a fresh weight: [..., m, k] · [k, base[-1]]
+    // matmul with a fresh weight: [..., m, k] · [k, base[-1]], then elementwise (its epilogue)
     (s) => {
       const x = pick(s.a);
       if (x.shape.length < 2) return b.sin(x);
       const w = b.arg('input', `w${extraArgs.length}`, [x.shape[x.shape.length - 1], r.base[r.base.length - 1]], 'f32');
       extraArgs.push(w);
-      return squash(b.matmul(x, w));
+      // often with an operand read at the product's coordinates (a bias: the epilogue's loads)
+      const y = b.matmul(x, w);
+      return squash(s.d % 2 ? b.add(y, pick(s.c)) : y);
     },
   ];
   for (const s of r.steps) pool.push(builders[s.kind % builders.length](s));
@@ -159,7 +161,7 @@ function expectSame(a: Tensor, e: Tensor, what: string): void {
 
 describe('the pass pipeline on random graphs', () => {
   it('computes exactly what the unoptimized graph computes on the CPU (float64 and float32)', () => {
-    const seen = { fused: 0, lines: 0, graphs: 0, reductions: 0, views: 0 };
+    const seen = { fused: 0, lines: 0, graphs: 0, reductions: 0, views: 0, epilogues: 0 };
     fc.assert(
       fc.property(arbCase, ([graph, feeds]) => {
         const opt = runPipeline(graph, { verify: true });
@@ -168,6 +170,7 @@ describe('the pass pipeline on random graphs', () => {
         seen.fused += fusedNodes.length;
         seen.lines += fusedNodes.reduce((s, n) => s + String(n.attrs.code).split(';').length, 0);
         seen.reductions += fusedNodes.filter((n) => n.attrs.reduce !== undefined).length;
+        seen.epilogues += fusedNodes.filter((n) => n.attrs.matmul !== undefined).length;
         // unit reshapes inside fused kernels (read through views) are gone from the program
         const reshapes = (p: ProgramJSON) => p.nodes.filter((n) => n.op === 'reshape').length;
         seen.views += Math.max(0, reshapes(toProgram(runPipeline(graph, { until: 'simplify' }))) - reshapes(toProgram(opt)));
@@ -187,6 +190,7 @@ describe('the pass pipeline on random graphs', () => {
     expect(seen.lines).toBeGreaterThan(3 * seen.fused);
     expect(seen.reductions).toBeGreaterThan(seen.graphs / 15);
     expect(seen.views).toBeGreaterThan(0);
+    expect(seen.epilogues).toBeGreaterThan(seen.graphs / 40);
   });
 
   it.skipIf(!gpu)('computes what the unoptimized graph computes on WebGPU (within float32 rounding)', async () => {
@@ -265,6 +269,9 @@ describe('the fused op', () => {
   const n = b.arg('input', 'n', [3, 4], 'i32');
   const m = b.arg('input', 'm', [3, 4], 'bool');
   const rows = b.arg('input', 'rows', ['B', 4], 'f32');
+  const mA = b.arg('input', 'mA', [2, 3, 5], 'f32');
+  const mB = b.arg('input', 'mB', [4, 5], 'f32');
+  const mC = b.arg('input', 'mC', ['B', 3], 'f32');
   const feeds = new Map<Node, Tensor>([
     [p, { data: Float32Array.from([0.5, -1.25, 2]), shape: [3, 1] }],
     [q, { data: Float32Array.from([1, -2, 0, 3.5]), shape: [4] }],
@@ -272,6 +279,9 @@ describe('the fused op', () => {
     [n, { data: Int32Array.from([2147483647, -2147483648, 7, -7, 0, 1, 2, 3, 100000, 65536, -1, 5]), shape: [3, 4] }],
     [m, { data: Int32Array.from([1, 0, 0, 1, 1, 1, 0, 0, 1, 0, 1, 0]), shape: [3, 4] }],
     [rows, { data: Float32Array.from({ length: 20 }, (_, k) => Math.sin(k) * 3), shape: [5, 4] }],
+    [mA, { data: Float32Array.from({ length: 30 }, (_, k) => Math.cos(k)), shape: [2, 3, 5] }],
+    [mB, { data: Float32Array.from({ length: 20 }, (_, k) => Math.sin(k * 0.7)), shape: [4, 5] }],
+    [mC, { data: Float32Array.from({ length: 15 }, (_, k) => Math.cos(k * 1.3)), shape: [5, 3] }],
   ]);
   // each case: the unfused expression, and the fused node the pass should make of it
   const cases: [string, Node][] = [
@@ -285,6 +295,9 @@ describe('the fused op', () => {
     ['a mean over all axes', b.mean(b.exp(b.sin(rows)), [0, 1], true)],
     ['a max with a unit-reshaped producer', b.reduce('reduce_max', b.mul(b.reshape(b.sum(rows, [1]), ['B', 1]), rows), [0], true)],
     ['a min of i32', b.cast(b.reduce('reduce_min', b.sub(n, b.constant(3, 'i32')), [0, 1], true), 'f32')],
+    // epilogues of matrix products, read at the product's coordinates (batch dims included)
+    ['a batched matmul (b transposed) with a bias and a mask', b.select(b.binary('gt', q, b.constant(0)), b.add(b.matmul(mA, mB, false, true), q), b.neg(s))],
+    ['a matmul (a transposed, k = B) with an activation', b.exp(b.neg(b.abs(b.matmul(mC, rows, true, false))))],
   ];
   const optimized = (y: Node) => {
     const opt = runPipeline({ outputs: [{ name: 'y', node: y }], updates: [] }, { verify: true });
@@ -327,6 +340,10 @@ describe('the fused op', () => {
     expect(b.fused([p, q], ['add i0 i1', 'gt r0 f32:0'], [3, 4]).dtype).toBe('bool');
     expect(() => b.fusedReduce([n], ['cast.bool i0'], [3, 4], 'sum', [1])).toThrow(/sum of bool values/);
     expect(() => b.fusedReduce([p], ['neg i0'], [3, 1], 'sum', [2])).toThrow(/bad axes/);
+    expect(b.fusedMatmul(mA, mB, false, true, [q], ['add i0 i1'], [2, 3, 4]).shape).toEqual([2, 3, 4]);
+    expect(() => b.fusedMatmul(mA, mB, false, false, [], ['neg i0'], [2, 3, 4])).toThrow(/inner dimensions 5 and 4 differ/);
+    expect(() => b.fusedMatmul(mA, mB, false, true, [], ['neg i0'], [3, 4])).toThrow(/the product is \[2, 3, 4\], not \[3, 4\]/);
+    expect(() => b.fusedMatmul(mA, mB, false, true, [mB], ['add i0 i1'], [2, 3, 4])).toThrow(/cannot broadcast \[4, 5\] with \[2, 3, 4\]/);
   });
 });
 
@@ -341,11 +358,21 @@ describe('fusion on the MNIST MLP', () => {
     const [before, after] = [stats(unfused, 'train'), stats(fused, 'train')];
     console.log(`mnist_mlp train step: ${before.dispatches} -> ${after.dispatches} dispatches, ${before.kernels} -> ${after.kernels} kernels`);
     expect(before.dispatches).toBe(167);
-    expect(after.dispatches).toBeLessThanOrEqual(49);
+    expect(after.dispatches).toBeLessThanOrEqual(46);
     // fusion materializes far fewer tensors; memory planning then reuses the dead ones' buffers
     expect(after.unplannedBytes).toBeLessThan(before.unplannedBytes / 3);
     expect(after.bufferBytes).toBeLessThan(after.unplannedBytes);
     for (const name of ['init', 'evaluate', 'predict'] as const) expect(stats(fused, name).dispatches).toBeLessThan(stats(unfused, name).dispatches);
+  });
+
+  it('runs bias adds, activations and the backward relu masks in the matmul kernels\' epilogues', () => {
+    // inference: every dense layer is one kernel
+    for (const name of ['predict', 'evaluate'] as const) expect(fused.programs[name].nodes.filter((n) => n.op === 'matmul')).toEqual([]);
+    // training: the hidden layers' pre-activations are stored (the backward relu masks read them),
+    // the logits' bias add and the masks applied to dy·Wᵀ are epilogues
+    const p = fused.programs.train;
+    expect(p.nodes.filter((n) => n.op === 'fused' && n.attrs.matmul !== undefined).map((n) => n.attrs.matmul)).toEqual(['nn', 'nt', 'nt']);
+    expect(p.nodes.filter((n) => n.op === 'matmul').length).toBe(5);
   });
 
   it('makes each parameter\'s Adam update three kernels, with no broadcast materialized', () => {

@@ -367,7 +367,8 @@ function fusedPrograms(manifest: Manifest): [string, string, Line[]][] {
   for (const p of Object.values(manifest.programs)) {
     for (const n of p.nodes) {
       if (n.op !== 'fused' || n.attrs.reduce !== undefined || n.dtype !== 'f32') continue;
-      const ins = n.inputs.map((j) => p.nodes[j]);
+      // a matmul's epilogue reads the product (runtime/wasm.ts computes it first) where its operands are
+      const ins = n.attrs.matmul ? [{ shape: n.shape, dtype: n.dtype }, ...n.inputs.slice(2).map((j) => p.nodes[j])] : n.inputs.map((j) => p.nodes[j]);
       const same = (d: Dim[]) => d.length === n.shape.length && d.every((x, q) => x === n.shape[q]);
       const pattern = ins.map((x) => (x.shape.every((d) => d === 1) ? 'u' : same(x.shape) ? 'f' : rowOf(x.shape, n.shape) ? 'c' : '?')).join('');
       const rows = new Set(ins.filter((_, k) => pattern[k] === 'c').map((x) => x.shape.filter((d) => d !== 1).join()));

@@ -108,5 +108,10 @@ export const fused = (inputs: readonly Node[], code: readonly string[], shape: S
 
 /** A reduction (sum, mean, reduce_max, reduce_min, dims kept) of a fused program's values over
  *  `axes` of `shape` (ops/fused.ts). */
+/** A fused program over the product op(a)·op(b) (its `i0`) and `inputs` (`i1`...): the matmul's
+ *  epilogue (ops/fused.ts). */
+export const fusedMatmul = (a: Node, b: Node, transA: boolean, transB: boolean, inputs: readonly Node[], code: readonly string[], shape: Shape): Node =>
+  make('fused', [a, b, ...inputs], { code: code.join('; '), shape: [...shape], matmul: `${transA ? 't' : 'n'}${transB ? 't' : 'n'}` });
+
 export const fusedReduce = (inputs: readonly Node[], code: readonly string[], shape: Shape, reduce: string, axes: readonly number[]): Node =>
   make('fused', inputs, { code: code.join('; '), shape: [...shape], reduce, axes: [...axes] });

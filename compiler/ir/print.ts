@@ -4,6 +4,7 @@
 //   %12 = mul %3, %11 : f32[B, 256]  # examples/mnist_mlp.dlm:6:10
 //   %20 = fused %3, %11 {r0 = add i0 i1; r1 = max r0 f32:0} : f32[B, 256]
 //   %21 = fused %20 {r0 = exp i0} sum over [1] of [B, 256] : f32[B, 1]
+//   %22 = fused %0, %1, %3 {r0 = add i0 i1; r1 = max r0 f32:0} after matmul nn : f32[B, 256]
 //   output loss = %26
 //   update param h.dense_0.w = %101
 //
@@ -33,6 +34,7 @@ function operands(n: NodeJSON): string {
   else if (n.op === 'fused') {
     extra = `{${String(a.code).split(';').map((l, k) => `r${k} = ${l.trim()}`).join('; ')}}`;
     if (a.reduce !== undefined) extra += ` ${a.reduce} over ${value(a.axes)} of ${value(a.shape)}`;
+    if (a.matmul !== undefined) extra += ` after matmul ${a.matmul}`;
   }
   else {
     const keys = Object.keys(a);

@@ -12,6 +12,12 @@
 //   reduce, axes (optional)  a reduction (sum, mean, reduce_max, reduce_min) of the program's
 //          values over `axes` of `shape`, with kept dims: the output is `shape` with those axes 1.
 //          The elementwise producers of a reduction are then computed in its loads.
+//   matmul (optional)  `nn`, `nt`, `tn` or `tt`: the program is the epilogue of a matrix product
+//          of the first two inputs (the second letter `t`: input 0 read transposed, as matmul's
+//          transA; the third: input 1, transB). Operand `i0` is then the product at the output
+//          coordinates and `iK` (K >= 1) is input K + 1; `shape` is the product's shape. A bias
+//          add and an activation run in the matmul kernel's epilogue instead of a kernel of their
+//          own that reads the product back.
 //
 // The CPU kernel compiles each program once into a JavaScript loop (the table's scalar functions,
 // each line's value rounded as its unfused node would store it, so fused and unfused programs agree
@@ -25,6 +31,8 @@ import {
   type ScalarRow,
 } from './elementwise.ts';
 import { reduceCpu, reduceRows } from './reduce.ts';
+import { matmulCpu, matmulOps, matmulWgsl } from './matmul.ts';
+import { wgslType } from '../codegen/wgsl.ts';
 
 /** The most inputs a fused node takes: WebGPU guarantees 8 storage buffers per stage, one is the
  *  output. */
@@ -157,6 +165,14 @@ export function reduction(attrs: Attrs): { op: FusedReduction; axes: number[] } 
   return { op: attrs.reduce as FusedReduction, axes: attrs.axes as number[] };
 }
 
+/** The matrix product a fused node's program is the epilogue of, if any. */
+export function product(attrs: Attrs): { transA: boolean; transB: boolean } | undefined {
+  const m = attrs.matmul;
+  if (m === undefined) return undefined;
+  if (m !== 'nn' && m !== 'nt' && m !== 'tn' && m !== 'tt') throw new ShapeError(`fused: bad matmul '${String(m)}'`);
+  return { transA: m[0] === 't', transB: m[1] === 't' };
+}
+
 // ---------------------------------------------------------------- CPU
 
 type Runner = (X: readonly TypedArray[], out: TypedArray, shape: readonly number[], strides: readonly number[][], fast: boolean, syms: Readonly<Record<string, number>>) => void;
@@ -274,6 +290,12 @@ function interpreter(p: FusedProgram, fns: ((a: number, b: number, c: number) =>
 }
 
 export function fusedCpu(ins: Tensor[], attrs: Attrs, out: { shape: number[]; dtype: DType }, ctx: CpuCtx): TypedArray {
+  const mm = product(attrs);
+  if (mm) {
+    // the product, then the program over it and the other inputs
+    const data = matmulCpu(ins.slice(0, 2), mm, { shape: out.shape, dtype: 'f32' }, ctx);
+    return runFused([{ data, shape: out.shape }, ...ins.slice(2)], attrs, out, ctx);
+  }
   const red = reduction(attrs);
   if (!red) return runFused(ins, attrs, out, ctx);
   // the values over the whole domain, then the reduction's own kernel
@@ -303,7 +325,10 @@ function runFused(ins: Tensor[], attrs: Attrs, out: { shape: number[]; dtype: DT
 // ---------------------------------------------------------------- WGSL
 
 function wgslFused(sig: KernelSig) {
-  const p = fusedProgram(codeLines(sig.attrs), sig.inputs.map((i) => i.dtype));
+  const mm = product(sig.attrs);
+  // the program's inputs: the product (an f32 argument of the epilogue function), then inputs 2..
+  const progIns = mm ? [{ dtype: 'f32' as DType, rank: sig.output.rank }, ...sig.inputs.slice(2)] : sig.inputs;
+  const p = fusedProgram(codeLines(sig.attrs), progIns.map((i) => i.dtype));
   const red = reduction(sig.attrs);
   const R = red ? (sig.attrs.shape as Dim[]).length : sig.output.rank;
   const fns = new Set<string>();
@@ -314,7 +339,7 @@ function wgslFused(sig: KernelSig) {
     if (a.dtype === 'f32' && !Number.isFinite(a.value)) bits = true;
     return wgslLiteral(a.value, a.dtype);
   };
-  const typeOf = (a: Operand): DType => (a.kind === 'in' ? sig.inputs[a.k].dtype : a.kind === 'reg' ? p.lines[a.k].dtype : a.dtype);
+  const typeOf = (a: Operand): DType => (a.kind === 'in' ? progIns[a.k].dtype : a.kind === 'reg' ? p.lines[a.k].dtype : a.dtype);
   const lines = p.lines.map((l, k) => {
     if (!l.row) {
       const factors = l.dims!.map((d) => (typeof d === 'number' ? `${d}.0` : `f32(M(SYM_${d}))`));
@@ -325,10 +350,21 @@ function wgslFused(sig: KernelSig) {
     const expr = row.wgsl(l.args.map(ref), valueType(row, l.args.map(typeOf)), l.dtype);
     return `let r${k} = ${expr};`;
   });
-  const loads = sig.inputs.map((inp, k) => `let x${k} = in${k}[${wgslBroadcastIndex(k, inp.rank, R)}];`);
+  const loads = progIns.flatMap((inp, k) => (mm && !k ? [] : [`let x${k} = in${mm ? k + 1 : k}[${wgslBroadcastIndex(mm ? k + 1 : k, inp.rank, R)}];`]));
   const last = `r${p.lines.length - 1}`;
   let pre = [...fns].join('\n');
   if ((bits || red) && !pre.includes('fn bits_f32')) pre = `${WGSL_BITS}\n${pre}`;
+  if (mm) {
+    // the epilogue of each element of the product's tile, at its output coordinates
+    const coords = Array.from({ length: R }, (_, k) => `c${k}: u32`);
+    const epilogue = `${pre}
+fn epilogue(x0: f32, ${coords.join(', ')}) -> ${wgslType[p.dtype]} {
+  ${loads.join('\n  ')}
+  ${lines.join('\n  ')}
+  return ${last};
+}`;
+    return matmulWgsl(sig, mm.transA, mm.transB, epilogue);
+  }
   if (!red) {
     const code = `${pre}
 ${MAIN} {
@@ -379,10 +415,17 @@ export const fusedOps = {
       const shape = attrs.shape;
       if (!Array.isArray(shape) || !shape.every((d) => typeof d === 'string' || (Number.isInteger(d) && d >= 0))) throw new ShapeError(`fused: bad shape ${JSON.stringify(shape)}`);
       if (inputs.length > MAX_FUSED_INPUTS) throw new ShapeError(`fused: ${inputs.length} inputs, at most ${MAX_FUSED_INPUTS}`);
-      for (const x of inputs)
-        if (!sameShape(broadcastShapes([x.shape, shape as Dim[]]), shape as Dim[])) throw new ShapeError(`fused: input ${shapeStr(x.shape)} does not broadcast to ${shapeStr(shape as Dim[])}`);
-      const p = fusedProgram(codeLines(attrs), inputs.map((x) => x.dtype));
+      const mm = product(attrs);
       const red = reduction(attrs);
+      if (mm) {
+        if (red) throw new ShapeError('fused: a reduction cannot follow a matmul');
+        const prod = matmulOps.matmul.shape(inputs.slice(0, 2), mm).shape;
+        if (!sameShape(prod, shape as Dim[])) throw new ShapeError(`fused: the product is ${shapeStr(prod)}, not ${shapeStr(shape as Dim[])}`);
+      }
+      const ins = mm ? inputs.slice(2) : inputs;
+      for (const x of ins)
+        if (!sameShape(broadcastShapes([x.shape, shape as Dim[]]), shape as Dim[])) throw new ShapeError(`fused: input ${shapeStr(x.shape)} does not broadcast to ${shapeStr(shape as Dim[])}`);
+      const p = fusedProgram(codeLines(attrs), [...(mm ? ['f32' as DType] : []), ...ins.map((x) => x.dtype)]);
       if (!red) return { shape: shape as Dim[], dtype: p.dtype };
       if (red.axes.some((a, k) => !Number.isInteger(a) || a < 0 || a >= shape.length || (k > 0 && a <= red.axes[k - 1])))
         throw new ShapeError(`fused: bad axes [${red.axes}] for ${shapeStr(shape as Dim[])}`);

@@ -3,7 +3,7 @@
 
 import { matmul } from '../ir/build.ts';
 import { ShapeError, broadcastShapes, shapeStr } from '../ir/node.ts';
-import type { CpuKernel, OpDef } from './types.ts';
+import type { CpuKernel, KernelSig, KernelSource, OpDef } from './types.ts';
 import { numel } from '../../runtime/shapes.ts';
 import { MAIN, boxOffsets, broadcastStrides, wgslBroadcastIndex } from './elementwise.ts';
 
@@ -82,18 +82,28 @@ export const matmulOps = {
 
     cpu: matmulCpu,
 
-    wgsl(sig) {
-      const { transA, transB } = sig.attrs;
-      const [ra, rb, r] = [sig.inputs[0].rank, sig.inputs[1].rank, sig.output.rank];
-      const lead = seq(r - 2);
-      // the batch entry's coordinates c0.., then each operand's batch offset (broadcast)
-      const coords = [...lead].reverse().map((q) => (q ? `let c${q} = bt % M(OUT + ${q}u); bt = bt / M(OUT + ${q}u);` : 'let c0 = bt;'));
-      const batchCount = lead.map((q) => `M(OUT + ${q}u)`).join(' * ') || '1u';
-      // a[row, p] and b[p, col] at clamped rows/cols (reads stay in bounds; writes are checked)
-      const A = (q: number) => (transA ? `in0[aBase + p * m + r${q}]` : `in0[aBase + r${q} * k + p]`);
-      const B = (c: number) => (transB ? `in1[bBase + q${c} * k + p]` : `in1[bBase + p * n + q${c}]`);
-      const [rows, cols, vecs] = [seq(ROWS), seq(COLS), seq(COLS / 4)];
-      const code = `
+    wgsl: (sig) => matmulWgsl(sig, sig.attrs.transA === true, sig.attrs.transB === true),
+  },
+} satisfies Record<string, OpDef>;
+
+/**
+ * The WGSL of C = op(A)·op(B) (inputs 0 and 1), with `epilogue` (a WGSL function
+ * `epilogue(v: f32, c0: u32, ...) -> T` of each product element and its output coordinates, from a
+ * fused node: ops/fused.ts) applied to each element before it is stored.
+ */
+export function matmulWgsl(sig: KernelSig, transA: boolean, transB: boolean, epilogue?: string): KernelSource {
+  const [ra, rb, r] = [sig.inputs[0].rank, sig.inputs[1].rank, sig.output.rank];
+  const lead = seq(r - 2);
+  // the batch entry's coordinates c0.., then each operand's batch offset (broadcast)
+  const coords = [...lead].reverse().map((q) => (q ? `let c${q} = bt % M(OUT + ${q}u); bt = bt / M(OUT + ${q}u);` : 'let c0 = bt;'));
+  const batchCount = lead.map((q) => `M(OUT + ${q}u)`).join(' * ') || '1u';
+  // a[row, p] and b[p, col] at clamped rows/cols (reads stay in bounds; writes are checked)
+  const A = (q: number) => (transA ? `in0[aBase + p * m + r${q}]` : `in0[aBase + r${q} * k + p]`);
+  const B = (c: number) => (transB ? `in1[bBase + q${c} * k + p]` : `in1[bBase + p * n + q${c}]`);
+  const [rows, cols, vecs] = [seq(ROWS), seq(COLS), seq(COLS / 4)];
+  // batch coordinates, row and column of a stored element: the epilogue's arguments
+  const at = [...lead.map((l) => `c${l}`), 'row', 'col'].join(', ');
+  const code = `${epilogue ?? ''}
 ${MAIN} {
   let i = thread_id(gid, nwg);
   let m = M(OUT + ${r - 2}u);
@@ -117,15 +127,18 @@ ${MAIN} {
     ${rows.map((q) => `let a${q} = ${A(q)};`).join(' ')}
     ${rows.flatMap((q) => vecs.map((v) => `acc${q}_${v} = acc${q}_${v} + a${q} * b${v};`)).join('\n    ')}
   }
-  ${rows
-    .map(
-      (q) => `if (i0 + ${q}u < m) {
-    ${cols.map((c) => `if (j0 + ${c}u < n) { out[(batch * m + i0 + ${q}u) * n + j0 + ${c}u] = acc${q}_${c >> 2}[${c & 3}]; }`).join('\n    ')}
-  }`,
-    )
-    .join('\n  ')}
+  // stored by a loop (one copy of the epilogue, not one per element: shaders compile faster)
+  var tile = array<vec4<f32>, ${ROWS * COLS / 4}>(${rows.flatMap((q) => vecs.map((v) => `acc${q}_${v}`)).join(', ')});
+  for (var q = 0u; q < ${ROWS}u; q++) {
+    let row = i0 + q;
+    for (var c = 0u; c < ${COLS}u; c++) {
+      let col = j0 + c;
+      if (row < m && col < n) {
+        let v = tile[q * ${COLS / 4}u + c / 4u][c % 4u];
+        out[(batch * m + row) * n + col] = ${epilogue ? `epilogue(v, ${at})` : 'v'};
+      }
+    }
+  }
 }`;
-      return { code, grid: { kind: 'tiles', rows: ROWS, cols: COLS } };
-    },
-  },
-} satisfies Record<string, OpDef>;
+  return { code, grid: { kind: 'tiles', rows: ROWS, cols: COLS } };
+}

@@ -14,6 +14,12 @@
 // result, the same traffic, one kernel less. Nothing else is computed twice. Scalar constants become
 // literals of the program. A group takes at most MAX_FUSED_INPUTS inputs.
 //
+// A matmul whose every reader is in one group, at the group's own coordinates (the group computes
+// the product's shape: a bias add and activation after a dense layer, the relu mask applied to
+// the gradient dy·Wᵀ), becomes that group's source: the group is the epilogue of the matmul's
+// kernel, which then reads the matmul's operands instead of its stored product. A matmul read by
+// two groups (a pre-activation the backward pass reads too) is stored, as before.
+//
 // A fused node has one output: an optimizer's new m, v and p are three kernels (p reads the new m
 // and v).
 
@@ -85,10 +91,15 @@ interface Group {
   views: Map<Node, Shape>;
   /** The (node, view) pairs the members read that are not members: the fused node's inputs. */
   frontier: Map<string, Node>;
+  /** The matmul whose epilogue the group is (read as its `i0`; its two operands are inputs). */
+  source?: Node;
 }
 
+/** The inputs a group's fused node has: a source's product is two (its operands) instead of one. */
+const inputCount = (gr: Group, frontier = gr.frontier): number => frontier.size + (gr.source ? 1 : 0);
+
 /** The fused groups of `g`'s nodes (each node's groups; roots of a group map to their own). */
-export function fusionGroups(g: Graph): { order: Node[]; groupsOf: Map<Node, Group[]> } {
+export function fusionGroups(g: Graph): { order: Node[]; groupsOf: Map<Node, Group[]>; sources: Set<Node> } {
   const order = topo(roots(g));
   const results = new Set(roots(g));
   const users = new Map<Node, Node[]>();
@@ -119,12 +130,27 @@ export function fusionGroups(g: Graph): { order: Node[]; groupsOf: Map<Node, Gro
     return view;
   };
 
+  const sources = new Set<Node>();
+  /** Makes matmul `n` the source of the one group all its readers are in, if it can be. */
+  const absorb = (n: Node): void => {
+    const us = users.get(n) ?? [];
+    if (results.has(n) || !us.length || !us.every((u) => groupsOf.has(u))) return;
+    const gs = new Set(us.flatMap((u) => groupsOf.get(u)!));
+    const gr = [...gs][0];
+    if (gs.size > 1 || gr.source || reduceRoot(gr.root) || !sameShape(gr.domain, n.shape)) return;
+    const keys = [...gr.frontier].filter(([, x]) => x === n).map(([kk]) => kk);
+    if (keys.length !== 1 || keys[0] !== key(n, n.shape) || gr.frontier.size + 1 > MAX_FUSED_INPUTS) return;
+    gr.source = n;
+    sources.add(n);
+  };
+
   const start = (n: Node, domain: Shape): Group[] => [{ root: n, domain, members: new Set([n]), views: new Map([[n, n.shape]]), frontier: reads(n, n.shape, undefined) }];
 
   for (let k = order.length - 1; k >= 0; k--) {
     const n = order[k];
     if (!fusible(n)) {
       if (reduceRoot(n)) groupsOf.set(n, start(n, n.inputs[0].shape));
+      if (n.op === 'matmul') absorb(n);
       continue;
     }
     const us = users.get(n) ?? [];
@@ -138,7 +164,7 @@ export function fusionGroups(g: Graph): { order: Node[]; groupsOf: Map<Node, Gro
         const f = new Map(gr.frontier);
         f.delete(key(n, view));
         for (const [kk, x] of reads(n, view, gr)) f.set(kk, x);
-        if (f.size > MAX_FUSED_INPUTS) break join;
+        if (inputCount(gr, f) > MAX_FUSED_INPUTS) break join;
         plans.push([gr, view, f]);
       }
       for (const [gr, view, f] of plans) {
@@ -151,11 +177,11 @@ export function fusionGroups(g: Graph): { order: Node[]; groupsOf: Map<Node, Gro
     }
     groupsOf.set(n, start(n, n.shape));
   }
-  return { order, groupsOf };
+  return { order, groupsOf, sources };
 }
 
 export function fuseGraph(g: Graph): Graph {
-  const { order, groupsOf } = fusionGroups(g);
+  const { order, groupsOf, sources } = fusionGroups(g);
   const position = new Map(order.map((n, i) => [n, i]));
   const memo = new Map<Node, Node>();
   const get = (n: Node): Node => {
@@ -172,6 +198,11 @@ export function fuseGraph(g: Graph): Graph {
     const inIndex = new Map<string, number>();
     const refs = new Map<Node, string>();
     const code: string[] = [];
+    // a source's product is the program's i0 (the node's inputs 0 and 1 are its operands)
+    if (gr.source) {
+      inputs.push(gr.source);
+      inIndex.set(key(gr.source, gr.source.shape), 0);
+    }
     /** Operand `x` of member `m`. */
     const ref = (m: Node, x: Node): string => {
       const r = refs.get(x);
@@ -201,7 +232,12 @@ export function fuseGraph(g: Graph): Graph {
     }
     const out = red ? ref(gr.root, gr.root.inputs[0]) : refs.get(gr.root)!;
     if (out !== `r${code.length - 1}`) code.push(`cast.${gr.root.dtype} ${out}`);
-    const f = red ? b.fusedReduce(inputs, code, gr.domain, gr.root.op as FusedReduction, gr.root.attrs.axes as number[]) : b.fused(inputs, code, gr.root.shape);
+    const src = gr.source;
+    const f = src
+      ? b.fusedMatmul(get(src.inputs[0]), get(src.inputs[1]), src.attrs.transA === true, src.attrs.transB === true, inputs.slice(1), code, gr.root.shape)
+      : red
+        ? b.fusedReduce(inputs, code, gr.domain, gr.root.op as FusedReduction, gr.root.attrs.axes as number[])
+        : b.fused(inputs, code, gr.root.shape);
     if (f.dtype !== gr.root.dtype) throw new Error(`fusion: fused ${f.dtype} for ${gr.root.op} of ${gr.root.dtype}`);
     const where = provenance(gr.root);
     if (where) mark(f, where);
@@ -209,10 +245,11 @@ export function fuseGraph(g: Graph): Graph {
   };
 
   for (const n of order) {
+    if (sources.has(n)) continue; // computed in its readers' kernel
     const gs = groupsOf.get(n);
     const own = gs?.length === 1 && gs[0].root === n ? gs[0] : undefined;
     if (gs && !own) continue; // fused into its users' groups
-    if (own && own.members.size > 1) memo.set(n, emit(own));
+    if (own && (own.members.size > 1 || own.source)) memo.set(n, emit(own));
     else {
       const ins = n.inputs.map(get);
       const r = ins.every((x, k) => x === n.inputs[k]) ? n : make(n.op, ins, n.attrs);
