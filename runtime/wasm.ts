@@ -132,6 +132,28 @@ function product(h: Heap, e: Exports, m: number, n: number, k: number, packA: (d
   h.release(bp);
 }
 
+/**
+ * conv2d, y [M = B·OH·OW, F] = P [M, K]·w [K, F] with P the patch matrix, and its filter gradient
+ * (`transposed`), dw [K, F] = Pᵀ·dy: one gemm whose A operand im2col writes already packed.
+ */
+function patches(transposed: boolean): WasmKernel {
+  return {
+    ok: ungrouped,
+    run(h, e, [x, q], [xs, qs], out, os, attrs) {
+      const [ws, ys] = transposed ? [os, qs] : [qs, os];
+      const M = numel(ys.slice(0, 3)), K = numel(ws.slice(0, 3)), F = ws[3];
+      const [rows, depth] = transposed ? [K, M] : [M, K];
+      const ap = h.alloc(up(rows, MR) * depth), bp = h.alloc(up(F, NR) * depth);
+      zeroTail(h, ap, rows, depth);
+      (transposed ? e.im2col_t : e.im2col)(x.off, ap.off, ...convGeom(xs, ws, ys, attrs));
+      e.pack8(q.off, bp.off, F, depth, 1, F);
+      e.gemm(ap.off, bp.off, out.off, rows, F, depth, F, TILE);
+      h.release(ap);
+      h.release(bp);
+    },
+  };
+}
+
 /** A fused program's export and its row length: a letter per input, u (one value), f (the
  *  output's size) or c (a row: the output's trailing dims). */
 function fusedFn(e: Exports, attrs: Attrs, shapes: number[][], shape: number[]): [Exports[string], number] | undefined {
@@ -174,36 +196,8 @@ const WASM: Record<string, WasmKernel> = {
           out.off + 4 * t * m * n);
     },
   },
-  // y [M = B·OH·OW, F] = P [M, K]·w [K, F], P the patch matrix (im2col writes it packed)
-  conv2d: {
-    ok: ungrouped,
-    run(h, e, [x, w], [xs, ws], y, ys, attrs) {
-      const g = convGeom(xs, ws, ys, attrs);
-      const M = numel(ys.slice(0, 3)), K = numel(ws.slice(0, 3)), F = ws[3];
-      const ap = h.alloc(up(M, MR) * K), bp = h.alloc(up(F, NR) * K);
-      zeroTail(h, ap, M, K);
-      e.im2col(x.off, ap.off, ...g);
-      e.pack8(w.off, bp.off, F, K, 1, F);
-      e.gemm(ap.off, bp.off, y.off, M, F, K, F, TILE);
-      h.release(ap);
-      h.release(bp);
-    },
-  },
-  // dw [K, F] = Pᵀ [K, M]·dy [M, F]
-  conv2d_backprop_filter: {
-    ok: ungrouped,
-    run(h, e, [x, dy], [xs, ds], dw, dws, attrs) {
-      const g = convGeom(xs, dws, ds, attrs);
-      const M = numel(ds.slice(0, 3)), K = numel(dws.slice(0, 3)), F = dws[3];
-      const ap = h.alloc(up(K, MR) * M), bp = h.alloc(up(F, NR) * M);
-      zeroTail(h, ap, K, M);
-      e.im2col_t(x.off, ap.off, ...g);
-      e.pack8(dy.off, bp.off, F, M, 1, F);
-      e.gemm(ap.off, bp.off, dw.off, K, F, M, F, TILE);
-      h.release(ap);
-      h.release(bp);
-    },
-  },
+  conv2d: patches(false),
+  conv2d_backprop_filter: patches(true),
   // dP [M, K] = dy [M, F]·wᵀ, then col2im adds each patch entry back to its pixel
   conv2d_backprop_input: {
     ok: ungrouped,
