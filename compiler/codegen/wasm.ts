@@ -155,19 +155,21 @@ const CONV = ['B', 'H', 'W', 'C', 'OH', 'OW', 'KH', 'KW', 'sh', 'sw', 'pt', 'pl'
 
 /**
  * The loops over pixel rows (b, oh, ow) and columns (kh, kw, c) of the patch matrix, with `at` the
- * byte address of x's value (valid when `ok`); `body` runs per column with `row` and `col` set.
+ * byte offset of x's value in the image (valid when `ok`) and `d` a pointer into the patch side:
+ * `start` at each row's first column, `next` from one column to the next. `body` runs per column.
  */
-function patchLoops(m: binaryen.Module, f: Fn, body: () => Ref[]): Ref {
+function patchLoops(m: binaryen.Module, f: Fn, start: () => Ref, next: () => Ref, body: () => Ref[]): Ref {
   const c = (v: number) => m.i32.const(v);
   const get = (n: string) => f.get(n), set = (n: string, e: Ref) => f.set(n, e);
   const { add, mul, sub, and, lt_u } = m.i32;
-  f.local(['b', 'oh', 'ow', 'kh', 'kw', 'ih', 'iw', 'row', 'col', 'cc', 'ok', 'at']);
+  f.local(['b', 'oh', 'ow', 'kh', 'kw', 'ih', 'iw', 'row', 'col', 'cc', 'ok', 'at', 'd']);
   return m.block(null, [
     set('row', c(0)),
     f.for('b', c(0), () => get('B'), c(1), [
       f.for('oh', c(0), () => get('OH'), c(1), [
         f.for('ow', c(0), () => get('OW'), c(1), [
           set('col', c(0)),
+          set('d', start()),
           f.for('kh', c(0), () => get('KH'), c(1), [
             set('ih', add(sub(mul(get('oh'), get('sh')), get('pt')), mul(get('kh'), get('dh')))),
             f.for('kw', c(0), () => get('KW'), c(1), [
@@ -175,7 +177,12 @@ function patchLoops(m: binaryen.Module, f: Fn, body: () => Ref[]): Ref {
               // unsigned compares: a negative coordinate is out of range too
               set('ok', and(lt_u(get('ih'), get('H')), lt_u(get('iw'), get('W')))),
               set('at', m.i32.shl(mul(add(mul(add(mul(get('b'), get('H')), get('ih')), get('W')), get('iw')), get('C')), c(2))),
-              f.for('cc', c(0), () => get('C'), c(1), [...body(), set('at', add(get('at'), c(4))), set('col', add(get('col'), c(1)))]),
+              f.for('cc', c(0), () => get('C'), c(1), [
+                ...body(),
+                set('at', add(get('at'), c(4))),
+                set('d', next()),
+                set('col', add(get('col'), c(1))),
+              ]),
             ]),
           ]),
           set('row', add(get('row'), c(1))),
@@ -196,11 +203,14 @@ function im2col(m: binaryen.Module, transposed: boolean): void {
   const c = (v: number) => m.i32.const(v);
   const get = (n: string) => f.get(n);
   const { add, mul, shl, shr_u, and } = m.i32;
-  // element (i, j) of a matrix packed by pack4 with depth d: ((i >> 2)·d + j)·4 + (i & 3)
-  const packed = (i: Ref, j: Ref, d: Ref) => add(shl(add(mul(shr_u(i, c(2)), d), j), c(2)), and(i, c(3)));
-  const at = () => (transposed ? packed(get('col'), get('row'), get('M')) : packed(get('row'), get('col'), get('K')));
-  const loops = patchLoops(m, f, () => [
-    m.f32.store(0, 4, add(get('dst'), shl(at(), c(2))), m.if(get('ok'), m.f32.load(0, 4, add(get('x'), get('at'))), m.f32.const(0))),
+  // element (i, j) of a matrix packed by pack4 with depth n is at ((i >> 2)·n + j)·4 + (i & 3);
+  // along P's row: j + 1 (P), or i + 1, which moves to the next panel after every 4th (Pᵀ)
+  const start = () =>
+    add(get('dst'), shl(transposed ? shl(get('row'), c(2)) : add(shl(mul(shr_u(get('row'), c(2)), get('K')), c(2)), and(get('row'), c(3))), c(2)));
+  const next = () =>
+    add(get('d'), transposed ? m.select(m.i32.eq(and(get('col'), c(3)), c(3)), m.i32.sub(shl(get('M'), c(4)), c(12)), c(4)) : c(16));
+  const loops = patchLoops(m, f, start, next, () => [
+    m.f32.store(0, 4, get('d'), m.if(get('ok'), m.f32.load(0, 4, add(get('x'), get('at'))), m.f32.const(0))),
   ]);
   f.add(transposed ? 'im2col_t' : 'im2col', [
     f.set('M', mul(mul(get('B'), get('OH')), get('OW'))),
@@ -217,11 +227,11 @@ function col2im(m: binaryen.Module): void {
   const c = (v: number) => m.i32.const(v);
   const get = (n: string) => f.get(n);
   const { add, mul, shl } = m.i32;
-  const loops = patchLoops(m, f, () => [
+  const start = () => add(get('src'), shl(mul(get('row'), get('K')), c(2)));
+  const loops = patchLoops(m, f, start, () => add(get('d'), c(4)), () => [
     m.if(get('ok'), m.block(null, [
       f.set('to', add(get('dx'), get('at'))),
-      m.f32.store(0, 4, get('to'), m.f32.add(m.f32.load(0, 4, get('to')),
-        m.f32.load(0, 4, add(get('src'), shl(add(mul(get('row'), get('K')), get('col')), c(2)))))),
+      m.f32.store(0, 4, get('to'), m.f32.add(m.f32.load(0, 4, get('to')), m.f32.load(0, 4, get('d')))),
     ])),
   ]);
   f.add('col2im', [f.set('K', mul(mul(get('KH'), get('KW')), get('C'))), loops]);
