@@ -89,9 +89,10 @@ describe('a fresh Vite app that imports a compiled bundle', () => {
     }
   }, 120_000);
 
-  it('builds into one page and one script: the bundle needs nothing else', () => {
+  it('builds into one page and one script (and the CPU path\'s kernels.wasm): the bundle needs nothing else', () => {
     expect(readdirSync(join(app, 'dist')).sort()).toEqual(['assets', 'index.html']);
-    expect(readdirSync(join(app, 'dist', 'assets')).filter((f) => !f.endsWith('.js'))).toEqual([]);
+    // model.js loads kernels.wasm (the CPU path's wasm SIMD kernels) by new URL(..., import.meta.url): Vite copies it
+    expect(readdirSync(join(app, 'dist', 'assets')).filter((f) => !f.endsWith('.js'))).toEqual([expect.stringMatching(/^kernels-.*\.wasm$/)]);
   });
 
   it('trains on WebGPU in the browser: the loss falls', () => {
