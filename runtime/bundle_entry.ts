@@ -4,26 +4,13 @@
 
 import packed from 'dlc:manifest';
 import * as kernels from 'dlc:kernels';
-import type { PackedManifest } from '../compiler/codegen/bundle.ts';
-import type { Manifest } from './program.ts';
+import { unpackManifest, type PackedManifest } from './packed.ts';
 import { Model, type ModelOptions } from './model.ts';
 
 export { Model, DlcInputError, DlcNumericError } from './model.ts';
 
-/** The manifest as the compiler wrote it: packManifest undone. */
-function unpack({ s, m }: PackedManifest): Manifest {
-  for (const p of Object.values(m.programs)) {
-    p.nodes.forEach((n, i) => {
-      n.id ??= i;
-      if (n.src !== undefined) n.src = s[n.src as unknown as number];
-    });
-    for (const k of p.kernels) k.wgsl = s[k.wgsl as unknown as number];
-  }
-  return m;
-}
-
 const { w } = packed as PackedManifest;
-export const spec = unpack(packed as PackedManifest);
+export const spec = unpackManifest(packed as PackedManifest);
 
 /** A model on WebGPU or the CPU; with the bundle's weights file, if it was compiled with one,
  *  unless `opts.weights` gives others (or null: none). */

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import type { Manifest, TensorSpec } from '../../runtime/program.ts';
 import { cpuWasm } from './wasm.ts';
+import { packManifest } from '../../runtime/packed.ts';
 
 const ENTRY = fileURLToPath(new URL('../../runtime/bundle_entry.ts', import.meta.url));
 const KERNELS = fileURLToPath(new URL('../../runtime/cpu_kernels.ts', import.meta.url));
@@ -19,42 +20,12 @@ export function kernelOps(m: Manifest): string[] {
   return [...used].filter((op) => op !== 'arg' && op !== 'const').sort();
 }
 
-/** How model.js carries the manifest (runtime/bundle_entry.ts unpacks it): every WGSL text and
- *  source position once, in a string table `s`, referred to by index (programs share kernels, and
- *  many nodes one position); node ids, which are their positions, left out; and no kernels for
- *  the programs that only ever run on the CPU (init, schedule). */
-export interface PackedManifest {
-  s: string[];
-  m: Manifest;
-  /** The weights file beside model.js that createModel loads by default. */
-  w?: string;
-}
-
 /** The trained weights' file in a bundle compiled with them. */
 export const WEIGHTS = 'weights.bin';
 
-const CPU_ONLY = new Set(['init', 'schedule']);
-
-export function packManifest(m: Manifest, weights?: string): PackedManifest {
-  const s: string[] = [];
-  const at = new Map<string, number>();
-  const ref = (text: string) => at.get(text) ?? (at.set(text, s.length), s.push(text) - 1);
-  const programs = Object.fromEntries(
-    Object.entries(m.programs).map(([name, p]) => [
-      name,
-      {
-        ...p,
-        nodes: p.nodes.map(({ id, src, ...n }, i) => ({ ...n, ...(id !== i && { id }), ...(src !== undefined && { src: ref(src) }) })),
-        kernels: CPU_ONLY.has(name) ? [] : p.kernels.map((k) => ({ ...k, wgsl: ref(k.wgsl) })),
-      },
-    ]),
-  );
-  return { s, m: { ...m, programs } as unknown as Manifest, ...(weights && { w: weights }) };
-}
-
 /**
  * model.js as text: esbuild bundles the runtime with two modules made here, `dlc:manifest` (the
- * packed manifest) and `dlc:kernels` (the CPU kernels of the ops the programs use, re-exported by name
+ * manifest packed: runtime/packed.ts) and `dlc:kernels` (the CPU kernels of the ops the programs use, re-exported by name
  * from runtime/cpu_kernels.ts). dlc's sources have no side effects at load time, which lets
  * esbuild drop every module and statement the entry does not reach. L-BFGS, which the training
  * loop calls for models that use it, is left out of the others. `weights`: the file createModel

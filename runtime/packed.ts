@@ -1,0 +1,86 @@
+// How model.js carries its manifest: the compiler packs it (compiler/codegen/bundle.ts), the bundle
+// unpacks it at load (runtime/bundle_entry.ts), and unpack(pack(m)) equals m. Packing drops what
+// the runtime can derive, since every byte of it ships with the app:
+// - every WGSL text and source position once, in a string table `s`, referred to by index
+//   (programs share kernels, and many nodes one position);
+// - nodes as tuples [op, inputs, shape, dtype, kernel, attrs, src], a default written 0 and trailing
+//   defaults left out: shape 0 is attrs.shape (fused, reshape, iota...; an arg's attrs are made
+//   from its shape, which it keeps), dtype 0 is f32, kernel 0
+//   none (else its index + 1), attrs 0 is {} or, for an arg, its entry in the program's args; node
+//   ids are their positions;
+// - kernels as [name, wgsl, rows, cols] (no rows and cols: one thread per element);
+// - no kernels for the programs that only ever run on the CPU (init, schedule).
+
+import type { DType, Dim, Grid, KernelJSON, Manifest, NodeJSON, ProgramJSON } from './program.ts';
+
+type PackedNode = [op: string, inputs: number[], shape?: Dim[] | 0, dtype?: DType | 0, kernel?: number, attrs?: NodeJSON['attrs'] | 0, src?: number | 0];
+type PackedKernel = [name: string, wgsl: number, rows?: number, cols?: number];
+type PackedProgram = Omit<ProgramJSON, 'nodes' | 'kernels'> & { nodes: PackedNode[]; kernels: PackedKernel[] };
+
+export interface PackedManifest {
+  s: string[];
+  m: Omit<Manifest, 'programs'> & { programs: Record<string, PackedProgram> };
+  /** The weights file beside model.js that createModel loads by default. */
+  w?: string;
+}
+
+const CPU_ONLY = new Set(['init', 'schedule']);
+
+const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+
+/** The attrs an arg node has, from its program's entry. */
+const argAttrs = (p: Pick<ProgramJSON, 'args'>, i: number, shape: Dim[], dtype: DType) => {
+  const a = p.args.find((a) => a.node === i);
+  return a && { role: a.role, name: a.name, shape, dtype };
+};
+
+export function packManifest(m: Manifest, weights?: string): PackedManifest {
+  const s: string[] = [];
+  const at = new Map<string, number>();
+  const ref = (text: string) => at.get(text) ?? (at.set(text, s.length), s.push(text) - 1);
+  const node = (p: ProgramJSON, n: NodeJSON, i: number): PackedNode => {
+    if (n.id !== i) throw new Error(`node ${n.id} is at position ${i}`);
+    const derived = n.op === 'arg' ? argAttrs(p, i, n.shape, n.dtype) : {};
+    const t: PackedNode = [
+      n.op,
+      n.inputs,
+      n.op !== 'arg' && n.attrs.shape !== undefined && same(n.attrs.shape, n.shape) ? 0 : n.shape,
+      n.dtype === 'f32' ? 0 : n.dtype,
+      n.kernel === undefined ? 0 : n.kernel + 1,
+      same(n.attrs, derived ?? null) ? 0 : n.attrs,
+      n.src === undefined ? 0 : ref(n.src) + 1,
+    ];
+    while (t.length > 2 && t[t.length - 1] === 0) t.pop();
+    return t;
+  };
+  const kernel = (k: KernelJSON): PackedKernel => (k.grid.kind === 'tiles' ? [k.name, ref(k.wgsl), k.grid.rows, k.grid.cols] : [k.name, ref(k.wgsl)]);
+  const programs = Object.fromEntries(
+    Object.entries(m.programs).map(([name, p]: [string, ProgramJSON]) => [
+      name,
+      { ...p, nodes: p.nodes.map((n, i) => node(p, n, i)), kernels: CPU_ONLY.has(name) ? [] : p.kernels.map(kernel) },
+    ]),
+  );
+  return { s, m: { ...m, programs }, ...(weights && { w: weights }) };
+}
+
+export function unpackManifest({ s, m }: PackedManifest): Manifest {
+  const program = (p: PackedProgram): ProgramJSON => ({
+    ...p,
+    nodes: p.nodes.map(([op, inputs, shape, dtype, kernel, attrs, src], id) => {
+      const a = attrs || (op === 'arg' ? argAttrs(p, id, shape as Dim[], dtype || 'f32')! : {});
+      return {
+        id,
+        op,
+        inputs,
+        attrs: a,
+        shape: shape || (a.shape as Dim[]),
+        dtype: dtype || 'f32',
+        ...(kernel && { kernel: kernel - 1 }),
+        ...(src && { src: s[src - 1] }),
+      };
+    }),
+    kernels: p.kernels.map(([name, wgsl, rows, cols]) => ({ name, wgsl: s[wgsl], grid: (rows ? { kind: 'tiles', rows, cols } : { kind: 'elements' }) as Grid })),
+  });
+  const programs = Object.fromEntries(Object.entries(m.programs).map(([name, p]) => [name, program(p)]));
+  return { ...m, programs } as Manifest;
+}
