@@ -167,8 +167,8 @@ function ipow(a: number, e: number): number {
   return r;
 }
 
-const POW_FNS = `${WGSL_BITS}
-fn fpow(a: f32, e: f32) -> f32 {
+// Built by a call marked pure (a template literal with substitutions is not), so bundles drop it.
+const POW_FNS = /* @__PURE__ */ [WGSL_BITS, `fn fpow(a: f32, e: f32) -> f32 {
   if (e == 0.0) { return 1.0; }
   if (a >= 0.0) { return pow(a, e); }
   if (floor(e) != e) { return ${wgslLiteral(NaN, 'f32')}; }
@@ -180,7 +180,7 @@ fn ipow(a0: i32, e0: i32) -> i32 {
   var r = 1; var a = a0; var e = e0;
   while (e > 0) { if ((e & 1) != 0) { r = r * a; } a = a * a; e = e >> 1u; }
   return r;
-}`;
+}`].join('\n');
 
 const castTo: Record<DType, Scalar> = {
   f32: (a) => a,
