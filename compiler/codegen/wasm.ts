@@ -62,11 +62,14 @@ class Fn {
 
 /**
  * pack{R}(src, dst, rows, depth, rs, ds): dst[(i / R · depth + p) · R + i % R] = src[i·rs + p·ds]
- * for i < ceil(rows / R)·R (0 past `rows`), p < depth. A full panel with rs = 1 moves R/4 vectors.
+ * for i < ceil(rows / R)·R (0 past `rows`), p < depth. A full panel moves vectors: R/4 per p when
+ * rs = 1 (the panel's rows are adjacent), or 4×4 blocks transposed in registers when ds = 1 (each
+ * row runs along p); otherwise, and for the last depth % 4 columns then, one value at a time.
  */
 function pack(m: binaryen.Module, R: number): void {
   const f = new Fn(m, ['src', 'dst', 'rows', 'depth', 'rs', 'ds']);
   f.local(['i', 'p', 's', 'd', 'r']);
+  f.local(['x0', 'x1', 'x2', 'x3', 't0', 't1', 't2', 't3'], v128);
   const c = (v: number) => m.i32.const(v);
   const { get, set } = { get: (n: string) => f.get(n), set: (n: string, e: Ref) => f.set(n, e) };
   // s: &src[i·rs + p·ds] (bytes); d walks dst linearly.
@@ -76,18 +79,43 @@ function pack(m: binaryen.Module, R: number): void {
     ...Array.from({ length: R / 4 }, (_, q) => m.v128.store(16 * q, 4, get('d'), m.v128.load(16 * q, 4, get('s')))),
     set('d', m.i32.add(get('d'), c(4 * R))),
   ]);
-  const scalar = f.for('p', c(0), () => get('depth'), c(1), [
-    set('s', srcAt()),
-    f.for('r', c(0), () => c(R), c(1), [
-      m.f32.store(0, 4, get('d'), m.if(m.i32.lt_s(m.i32.add(get('i'), get('r')), get('rows')), m.f32.load(0, 4, get('s')), m.f32.const(0))),
-      set('s', m.i32.add(get('s'), m.i32.shl(get('rs'), c(2)))),
-      set('d', m.i32.add(get('d'), c(4))),
+  /** Lanes of a and b (0–3 a's, 4–7 b's) as an i8x16.shuffle. */
+  const lanes = (a: Ref, b: Ref, l: number[]) => m.i8x16.shuffle(a, b, l.flatMap((q) => [4 * q, 4 * q + 1, 4 * q + 2, 4 * q + 3]));
+  const x = (r: number) => get(`x${r}`), t = (r: number) => get(`t${r}`);
+  // rows 4q .. 4q+3 of the panel, columns p .. p+3: transposed into the 4 columns' stores
+  const block = (q: number): Ref[] => [
+    ...[0, 1, 2, 3].map((r) => set(`x${r}`, m.v128.load(0, 4, m.i32.add(get('s'), m.i32.shl(m.i32.mul(c(4 * q + r), get('rs')), c(2)))))),
+    set('t0', lanes(x(0), x(1), [0, 4, 1, 5])),
+    set('t1', lanes(x(2), x(3), [0, 4, 1, 5])),
+    set('t2', lanes(x(0), x(1), [2, 6, 3, 7])),
+    set('t3', lanes(x(2), x(3), [2, 6, 3, 7])),
+    m.v128.store(16 * q, 4, get('d'), lanes(t(0), t(1), [0, 1, 4, 5])),
+    m.v128.store(16 * q + 4 * R, 4, get('d'), lanes(t(0), t(1), [2, 3, 6, 7])),
+    m.v128.store(16 * q + 8 * R, 4, get('d'), lanes(t(2), t(3), [0, 1, 4, 5])),
+    m.v128.store(16 * q + 12 * R, 4, get('d'), lanes(t(2), t(3), [2, 3, 6, 7])),
+  ];
+  const scalar = (from: Ref) =>
+    f.for('p', from, () => get('depth'), c(1), [
+      set('s', srcAt()),
+      f.for('r', c(0), () => c(R), c(1), [
+        m.f32.store(0, 4, get('d'), m.if(m.i32.lt_s(m.i32.add(get('i'), get('r')), get('rows')), m.f32.load(0, 4, get('s')), m.f32.const(0))),
+        set('s', m.i32.add(get('s'), m.i32.shl(get('rs'), c(2)))),
+        set('d', m.i32.add(get('d'), c(4))),
+      ]),
+    ]);
+  const transposed = m.block(null, [
+    f.for('p', c(0), () => m.i32.sub(get('depth'), c(3)), c(4), [
+      set('s', srcAt()),
+      ...Array.from({ length: R / 4 }, (_, q) => block(q)).flat(),
+      set('d', m.i32.add(get('d'), c(16 * R))),
     ]),
+    scalar(m.i32.and(get('depth'), c(-4))),
   ]);
+  const full = () => m.i32.le_s(m.i32.add(get('i'), c(R)), get('rows'));
   f.add(`pack${R}`, [
     set('d', get('dst')),
     f.for('i', c(0), () => get('rows'), c(R), [
-      m.if(m.i32.and(m.i32.eq(get('rs'), c(1)), m.i32.le_s(m.i32.add(get('i'), c(R)), get('rows'))), vector, scalar),
+      m.if(m.i32.and(m.i32.eq(get('rs'), c(1)), full()), vector, m.if(m.i32.and(m.i32.eq(get('ds'), c(1)), full()), transposed, scalar(c(0)))),
     ]),
   ]);
 }
