@@ -89,11 +89,17 @@ function parseOperand(s: string, nIn: number, nLines: number): Operand {
   return { kind: 'lit', value, dtype };
 }
 
-const parsed = new Map<string, FusedProgram>();
+/** A line's dtype from its row, its operands' dtypes and cast's target. */
+type LineType = (op: string, row: ScalarRow, ts: readonly DType[], to: DType | undefined) => DType;
 
-/** The dtype of a line without checking it: for CPU kernels, which see i32 and bool inputs alike
- *  (Int32Array) and only need to know f32 from integers. */
-function looseType(row: ScalarRow, ts: readonly DType[], to: DType | undefined): DType {
+/** Checked as the unfused op's shape rule would (throws ShapeError). */
+const checkedType: LineType = (op, row, ts, to) =>
+  resultType(op, row.typing, ts.map((dtype) => ({ dtype, shape: [] }) as unknown as Node), op === 'cast' ? { to: to! } : {});
+
+/** Without checks, for CPU kernels, which see i32 and bool inputs alike (Int32Array) and only need
+ *  to know f32 from integers. Apart from checkedType so that a bundle's CPU kernels carry no shape
+ *  rules. */
+const looseType: LineType = (_, row, ts, to) => {
   switch (row.typing) {
     case 'float':
       return 'f32';
@@ -107,15 +113,19 @@ function looseType(row: ScalarRow, ts: readonly DType[], to: DType | undefined):
     case 'cast':
       return to!;
   }
-}
+};
 
-/**
- * Parses and type-checks `code` over inputs of `dtypes`; throws ShapeError. Cached. `loose`: no
- * type checks, inputs' i32 standing for i32 or bool (CPU kernels).
- */
-export function fusedProgram(code: readonly string[], dtypes: readonly DType[], loose = false): FusedProgram {
-  const key = `${loose}|${dtypes.join(',')}|${code.join('; ')}`;
-  let p = parsed.get(key);
+/** Parses and type-checks `code` over inputs of `dtypes`; throws ShapeError. Cached. */
+export const fusedProgram = (code: readonly string[], dtypes: readonly DType[]): FusedProgram => parse(code, dtypes, checkedType, checkedCache);
+const checkedCache = new Map<string, FusedProgram>();
+
+/** fusedProgram without type checks, inputs' i32 standing for i32 or bool (CPU kernels). */
+const cpuProgram = (code: readonly string[], dtypes: readonly DType[]): FusedProgram => parse(code, dtypes, looseType, cpuCache);
+const cpuCache = new Map<string, FusedProgram>();
+
+function parse(code: readonly string[], dtypes: readonly DType[], lineType: LineType, cache: Map<string, FusedProgram>): FusedProgram {
+  const key = `${dtypes.join(',')}|${code.join('; ')}`;
+  let p = cache.get(key);
   if (p) return p;
   if (!code.length) throw new ShapeError('fused: empty program');
   const lines: Line[] = [];
@@ -136,13 +146,11 @@ export function fusedProgram(code: readonly string[], dtypes: readonly DType[], 
     if (!row) throw new ShapeError(`fused: unknown op '${op}' in '${text}'`);
     if (args.length !== row.arity) throw new ShapeError(`fused: ${op} takes ${row.arity} operand(s) in '${text}'`);
     if ((op === 'cast') !== (param !== undefined)) throw new ShapeError(`fused: bad line '${text}'`);
-    const attrs: Attrs = op === 'cast' ? { to: param! } : {};
-    const pseudo = args.map((a) => ({ dtype: typeOf(a), shape: [] }) as unknown as Node);
-    const dtype = loose ? looseType(row, args.map(typeOf), param as DType | undefined) : resultType(op, row.typing, pseudo, attrs);
+    const dtype = lineType(op, row, args.map(typeOf), param as DType | undefined);
     lines.push({ op, row, ...(op === 'cast' ? { to: param as DType } : {}), args, dtype });
   }
   p = { lines, dtype: lines[lines.length - 1].dtype };
-  parsed.set(key, p);
+  cache.set(key, p);
   return p;
 }
 
@@ -306,7 +314,7 @@ export function fusedCpu(ins: Tensor[], attrs: Attrs, out: { shape: number[]; dt
 
 function runFused(ins: Tensor[], attrs: Attrs, out: { shape: number[]; dtype: DType }, ctx: CpuCtx): TypedArray {
   const intIn = ins.map((t) => t.data instanceof Int32Array);
-  const p = fusedProgram(codeLines(attrs), intIn.map((i) => (i ? 'i32' : 'f32')), true);
+  const p = cpuProgram(codeLines(attrs), intIn.map((i) => (i ? 'i32' : 'f32')));
   const uniform = ins.map((t) => t.data.length === 1);
   const f32 = ctx.float === Float32Array;
   const key = `${f32}|${intIn.map(Number).join('')}|${uniform.map(Number).join('')}|${attrs.code}`;
