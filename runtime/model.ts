@@ -7,7 +7,7 @@ import { runCpu, type CpuKernels } from './cpu.ts';
 import { CpuExecutor } from './wasm.ts';
 import { argKey, numel } from './shapes.ts';
 import type { Dataset } from './dataset.ts';
-import { fit, type EpochStats, type FitResult } from './train.ts';
+import { runEpochs, type EpochStats } from './train.ts';
 import { WebGPUExecutor, requestDevice } from './webgpu.ts';
 
 export type Backend = 'webgpu' | 'cpu';
@@ -119,18 +119,25 @@ export class Model {
 
   /** Trains on `data` (arrays by input name, the first dim the example) in shuffled batches; resolves
    *  with each epoch's stats when the epochs are done. See ModelFitOptions.signal for cancelling. */
-  async fit(data: Feeds, opts: ModelFitOptions = {}): Promise<FitResult> {
+  async fit(data: Feeds, opts: ModelFitOptions = {}): Promise<{ history: EpochStats[] }> {
     const t = this.manifest.train;
-    return fit(this, this.dataset(data), {
+    const history: EpochStats[] = [];
+    const train = this.dataset(data);
+    const loop = {
       epochs: this.epoch + (opts.epochs ?? t.epochs),
       batch: opts.batch ?? t.batch,
       shuffle: opts.shuffle ?? t.shuffle,
       seed: this.seed,
-      ...(opts.val && { val: this.dataset(opts.val) }),
-      ...(opts.onEpoch && { onEpoch: (s: EpochStats) => opts.onEpoch!(s) }),
-      ...(opts.onStep && { onBatch: (step: number, steps: number, s: Record<string, number>) => opts.onStep!({ ...s, epoch: this.epoch + 1, step, steps }) }),
-      ...(opts.signal && { signal: opts.signal }),
+      val: opts.val && this.dataset(opts.val),
+      signal: opts.signal,
+      onBatch: (step: number, steps: number, s: Record<string, number>) => opts.onStep?.({ ...s, epoch: this.epoch + 1, step, steps }),
+    };
+    await runEpochs(this, train, loop, this.epoch, async (s) => {
+      history.push(s);
+      await opts.onEpoch?.(s);
+      return false;
     });
+    return { history };
   }
 
   /** `data` checked as the training program's inputs, with one example count. */

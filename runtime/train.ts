@@ -167,29 +167,15 @@ function revive(s: FitState): FitState {
   };
 }
 
-export async function fit(model: Model, data: Dataset, opts: FitOptions): Promise<FitResult> {
-  const history: EpochStats[] = [...(opts.resume?.history ?? [])];
-  const state = revive(opts.resume?.state ?? {});
-  let best = opts.resume?.best;
-  const startEpoch = history.length ? history[history.length - 1].epoch : model.epoch;
+/** What the plain loop of epochs needs (Model.fit runs it alone; fit adds early stopping,
+ *  reduce-on-plateau and resuming, which bundles then leave out). */
+export type EpochsOptions = Pick<FitOptions, 'epochs' | 'batch' | 'shuffle' | 'seed' | 'val' | 'signal' | 'onBatch'>;
+
+/** Trains epochs `from + 1` to `opts.epochs`; `after` gets each epoch's stats (awaited) and returns
+ *  true to stop there. */
+export async function runEpochs(model: Model, data: Dataset, opts: EpochsOptions, from: number, after: (stats: EpochStats) => Promise<boolean>): Promise<void> {
   const steps = Math.ceil(data.size / opts.batch);
-  const es = opts.earlyStop;
-  const pl = opts.plateau;
-  if (es) state.early ??= { best: NaN, bestEpoch: 0, wait: 0 };
-  if (pl) state.plateau ??= { best: NaN, wait: 0 };
-
-  const stopReason = (): string | undefined =>
-    es && state.early!.wait >= es.patience
-      ? `${watchName(es.on)} has not improved for ${state.early!.wait} epoch${state.early!.wait === 1 ? '' : 's'} (patience ${es.patience})`
-      : undefined;
-
-  // Resumed right after the best epoch so far: the model itself is the best.
-  if (es && !best && startEpoch > 0 && state.early!.bestEpoch === startEpoch) best = await model.save();
-
-  let stopped: FitResult['stopped'];
-  let reason = stopReason();
-  if (reason) stopped = { epoch: startEpoch, reason };
-  for (let epoch = startEpoch + 1; !stopped && epoch <= opts.epochs; epoch++) {
+  for (let epoch = from + 1; epoch <= opts.epochs; epoch++) {
     const start = performance.now();
     const order = epochOrder(data.size, opts.seed, epoch, opts.shuffle);
     const means = new Means();
@@ -212,39 +198,67 @@ export async function fit(model: Model, data: Dataset, opts: FitOptions): Promis
     }
     model.epoch = epoch;
     const stats: EpochStats = { epoch, train: means.get(), ...(opts.val ? { val: await evaluate(model, opts.val) } : {}), ...(lr !== undefined ? { lr } : {}), ms: 0 };
-    history.push(stats);
+    stats.ms = performance.now() - start;
+    if (await after(stats)) return;
+  }
+}
 
-    if (es) {
-      const e = state.early!;
-      const v = valueOf(stats, es.on);
-      if (improves(v, e.best, es.on)) {
-        Object.assign(e, { best: v, bestEpoch: epoch, wait: 0 });
-        best = undefined; // this epoch is the best: its own checkpoint holds it
-      } else e.wait++;
-    }
-    let reduced: Parameters<NonNullable<FitOptions['onReduceLr']>>[0] | undefined;
-    if (pl) {
-      const p = state.plateau!;
-      const v = valueOf(stats, pl.on);
-      if (improves(v, p.best, pl.on)) Object.assign(p, { best: v, wait: 0 });
-      else if (++p.wait >= pl.patience) {
-        p.wait = 0;
-        const from = model.hypers.lr;
-        const to = Math.max(from * pl.factor, pl.minLr);
-        if (to < from) {
-          model.hypers.lr = to;
-          reduced = { epoch, from, to, on: pl.on };
+export async function fit(model: Model, data: Dataset, opts: FitOptions): Promise<FitResult> {
+  const history: EpochStats[] = [...(opts.resume?.history ?? [])];
+  const state = revive(opts.resume?.state ?? {});
+  let best = opts.resume?.best;
+  const startEpoch = history.length ? history[history.length - 1].epoch : model.epoch;
+  const es = opts.earlyStop;
+  const pl = opts.plateau;
+  if (es) state.early ??= { best: NaN, bestEpoch: 0, wait: 0 };
+  if (pl) state.plateau ??= { best: NaN, wait: 0 };
+
+  const stopReason = (): string | undefined =>
+    es && state.early!.wait >= es.patience
+      ? `${watchName(es.on)} has not improved for ${state.early!.wait} epoch${state.early!.wait === 1 ? '' : 's'} (patience ${es.patience})`
+      : undefined;
+
+  // Resumed right after the best epoch so far: the model itself is the best.
+  if (es && !best && startEpoch > 0 && state.early!.bestEpoch === startEpoch) best = await model.save();
+
+  let stopped: FitResult['stopped'];
+  const reason = stopReason();
+  if (reason) stopped = { epoch: startEpoch, reason };
+  else
+    await runEpochs(model, data, opts, startEpoch, async (stats) => {
+      const epoch = stats.epoch;
+      history.push(stats);
+      if (es) {
+        const e = state.early!;
+        const v = valueOf(stats, es.on);
+        if (improves(v, e.best, es.on)) {
+          Object.assign(e, { best: v, bestEpoch: epoch, wait: 0 });
+          best = undefined; // this epoch is the best: its own checkpoint holds it
+        } else e.wait++;
+      }
+      let reduced: Parameters<NonNullable<FitOptions['onReduceLr']>>[0] | undefined;
+      if (pl) {
+        const p = state.plateau!;
+        const v = valueOf(stats, pl.on);
+        if (improves(v, p.best, pl.on)) Object.assign(p, { best: v, wait: 0 });
+        else if (++p.wait >= pl.patience) {
+          p.wait = 0;
+          const from = model.hypers.lr;
+          const to = Math.max(from * pl.factor, pl.minLr);
+          if (to < from) {
+            model.hypers.lr = to;
+            reduced = { epoch, from, to, on: pl.on };
+          }
         }
       }
-    }
-    stats.ms = performance.now() - start;
-    await opts.onEpoch?.(stats, { history, state, best });
-    if (reduced) opts.onReduceLr?.(reduced);
-    // Keep the best epoch's bytes, to hand to later checkpoints and to restore at the end.
-    if (es && state.early!.bestEpoch === epoch) best = await model.save();
-    reason = stopReason();
-    if (reason && epoch < opts.epochs) stopped = { epoch, reason };
-  }
+      await opts.onEpoch?.(stats, { history, state, best });
+      if (reduced) opts.onReduceLr?.(reduced);
+      // Keep the best epoch's bytes, to hand to later checkpoints and to restore at the end.
+      if (es && state.early!.bestEpoch === epoch) best = await model.save();
+      const reason = stopReason();
+      if (reason && epoch < opts.epochs) stopped = { epoch, reason };
+      return stopped !== undefined;
+    });
 
   // Early stopping leaves the best epoch's parameters in the model.
   let restored: FitResult['restored'];
