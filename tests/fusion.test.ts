@@ -18,7 +18,6 @@ import { bindSymbols, nodeShapes, numel } from '../runtime/shapes.ts';
 import { runCpu } from '../runtime/cpu.ts';
 import { cpuKernels } from '../runtime/cpu_kernels.ts';
 import { arbTensor, expectClose, feedsOf, gpuDevice, rng as rngOf, withExecutor } from './support/harness.ts';
-import { useFusedCodegen } from '../compiler/ops/fused.ts';
 import { compile } from '../compiler/compile.ts';
 import { Model } from '../runtime/model.ts';
 
@@ -306,17 +305,11 @@ describe('the fused op', () => {
     return prog;
   };
 
-  it.each(cases)('on the CPU: %s (generated code and interpreter)', (_, y) => {
+  it.each(cases)('on the CPU: %s', (_, y) => {
     const prog = optimized(y);
     for (const float of ['f64', 'f32'] as const) {
       const want = run(toProgram({ outputs: [{ name: 'y', node: y }], updates: [] }), feeds, float).y;
       expectSame(run(prog, feeds, float).y, want, float);
-      useFusedCodegen(false);
-      try {
-        expectSame(run(prog, feeds, float).y, want, `${float}, interpreted`);
-      } finally {
-        useFusedCodegen(true);
-      }
     }
   });
 

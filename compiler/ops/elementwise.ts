@@ -308,14 +308,15 @@ export function resultType(op: string, typing: Typing, x: readonly Node[], attrs
 /** The value operands' dtype (select's branches, otherwise the first operand). */
 export const valueType = (row: ScalarRow, dts: readonly DType[]): DType => dts[row.typing === 'select' ? 1 : 0];
 
-const kernel = (row: ScalarRow): CpuKernel => (ins, _attrs, out, ctx) => {
+/** The CPU kernel of a row (fused programs run theirs line by line). */
+export const rowKernel = (row: ScalarRow): CpuKernel => (ins, _attrs, out, ctx) => {
   const data = alloc(out.dtype, numel(out.shape), ctx);
   mapBroadcast(row.cpu(valueType(row, ins.map((t) => (t.data instanceof Int32Array ? 'i32' : 'f32'))), out.dtype), ins, out.shape, data);
   return data;
 };
 
 /** Each op's CPU kernel (runtime/cpu_kernels.ts exports them one by one). */
-export const elementwiseCpu = /* @__PURE__ */ mapValues(scalarRows, kernel);
+export const elementwiseCpu = /* @__PURE__ */ mapValues(scalarRows, rowKernel);
 
 function define(op: Kind, row: Row): OpDef {
   return {

@@ -19,15 +19,15 @@
 //          add and an activation run in the matmul kernel's epilogue instead of a kernel of their
 //          own that reads the product back.
 //
-// The CPU kernel compiles each program once into a JavaScript loop (the table's scalar functions,
-// each line's value rounded as its unfused node would store it, so fused and unfused programs agree
-// bit for bit on the CPU); lines that only read size-1 inputs run once, before the loop. The WGSL
-// kernel is one `let` per line with the table's expression templates.
+// The CPU kernel runs the program line by line over whole arrays with the table's own CPU kernels
+// (so fused and unfused programs agree bit for bit on the CPU; lines that only read size-1 inputs
+// run once): short code for bundles, and no eval (the wasm path, runtime/wasm.ts, is the fast one).
+// The WGSL kernel is one `let` per line with the table's expression templates.
 
 import { ShapeError, broadcastShapes, sameShape, shapeStr, type Attrs, type DType, type Dim, type Node } from '../ir/node.ts';
 import type { CpuCtx, KernelSig, OpDef, Tensor, TypedArray } from './types.ts';
 import {
-  MAIN, WGSL_BITS, alloc, broadcastStrides, elementwiseRows, numel, resultType, scalarRows, valueType, wgslBroadcastIndex, wgslCoords, wgslLiteral,
+  MAIN, WGSL_BITS, alloc, rowKernel, elementwiseRows, numel, resultType, scalarRows, valueType, wgslBroadcastIndex, wgslCoords, wgslLiteral,
   type ScalarRow,
 } from './elementwise.ts';
 import { reduceCpu, reduceRows } from './reduce.ts';
@@ -183,120 +183,6 @@ export function product(attrs: Attrs): { transA: boolean; transB: boolean } | un
 
 // ---------------------------------------------------------------- CPU
 
-type Runner = (X: readonly TypedArray[], out: TypedArray, shape: readonly number[], strides: readonly number[][], fast: boolean, syms: Readonly<Record<string, number>>) => void;
-
-const runners = new Map<string, Runner>();
-
-let codegen = true;
-/** Tests: run fused programs with the interpreter (what a page whose Content-Security-Policy
- *  forbids eval gets) instead of generated code. */
-export function useFusedCodegen(on: boolean): void {
-  codegen = on;
-  runners.clear();
-}
-
-/** A JavaScript number literal (NaN, infinities and -0 included). */
-const jsNum = (v: number): string => (Object.is(v, -0) ? '(-0)' : Number.isNaN(v) ? 'NaN' : v === Infinity ? 'Infinity' : v === -Infinity ? '(-Infinity)' : String(v));
-
-/**
- * Generates the loop for `p` with inputs stored as `intIn` (Int32Array: i32 or bool; each row's
- * scalar function is chosen from it as the unfused kernel does) and `uniform` (one value),
- * in float32 (`f32`: every f32 line rounded, as a Float32Array would store it) or float64.
- */
-function buildRunner(p: FusedProgram, intIn: readonly boolean[], uniform: readonly boolean[], f32: boolean): Runner {
-  const fns: ((a: number, b: number, c: number) => number)[] = [];
-  const types: ('f32' | 'i32')[] = [];
-  const opType = (a: Operand): 'f32' | 'i32' => (a.kind === 'in' ? (intIn[a.k] ? 'i32' : 'f32') : a.kind === 'reg' ? types[a.k] : a.dtype === 'f32' ? 'f32' : 'i32');
-  const isUniform: boolean[] = [];
-  const uni = (a: Operand) => (a.kind === 'in' ? uniform[a.k] : a.kind === 'reg' ? isUniform[a.k] : true);
-  const hoisted: string[] = [];
-  const body: string[] = [];
-  const used = new Set<number>();
-  // `at`: how a non-uniform input is read in the loop body.
-  const ref = (a: Operand, at: (k: number) => string): string => {
-    if (a.kind === 'reg') return `r${a.k}`;
-    if (a.kind === 'lit') return jsNum(a.dtype === 'f32' ? (f32 ? Math.fround(a.value) : a.value) : a.value);
-    used.add(a.k);
-    return uniform[a.k] ? `u${a.k}` : at(a.k);
-  };
-  const lineExpr = (l: Line, k: number, at: (k: number) => string): string => {
-    if (!l.row) {
-      const prod = l.dims!.map((d) => (typeof d === 'number' ? String(d) : `syms[${JSON.stringify(d)}]`)).join(' * ') || '1';
-      return f32 ? `fr(${prod})` : `(${prod})`;
-    }
-    const call = `F${k}(${[...l.args.map((a) => ref(a, at)), '0', '0'].slice(0, 3).join(', ')})`;
-    return l.dtype === 'f32' ? (f32 ? `fr(${call})` : call) : l.dtype === 'i32' ? `(${call} | 0)` : call;
-  };
-  p.lines.forEach((l, k) => {
-    const vt = l.row ? valueType(l.row, l.args.map(opType)) : 'f32';
-    fns.push(l.row ? l.row.cpu(vt, l.dtype) : () => 0);
-    types.push(l.dtype === 'f32' ? 'f32' : 'i32');
-    isUniform.push(l.args.every(uni));
-  });
-  const emit = (at: (k: number) => string): string[] =>
-    p.lines.flatMap((l, k) => (isUniform[k] ? [] : [`const r${k} = ${lineExpr(l, k, at)};`]));
-  p.lines.forEach((l, k) => {
-    if (isUniform[k]) hoisted.push(`const r${k} = ${lineExpr(l, k, () => 'never')};`);
-  });
-  const last = `r${p.lines.length - 1}`;
-  const fastBody = emit((k) => `X${k}[i]`);
-  const slowBody = emit((k) => `X${k}[p${k} + j * s${k}]`);
-  const ins = [...used].filter((k) => !uniform[k]);
-  body.push(
-    ...[...used].map((k) => (uniform[k] ? `const u${k} = X[${k}][0];` : `const X${k} = X[${k}];`)),
-    ...hoisted,
-    'const n = out.length;',
-    'if (n === 0) return;',
-    `if (fast) { for (let i = 0; i < n; i++) { ${fastBody.join(' ')} out[i] = ${last}; } return; }`,
-    'const R = shape.length, len = shape[R - 1];',
-    'const idx = new Int32Array(R);',
-    ...ins.map((k) => `const T${k} = strides[${k}], s${k} = T${k}[R - 1]; let p${k} = 0;`),
-    'for (let o = 0; o < n; o += len) {',
-    `  for (let j = 0; j < len; j++) { ${slowBody.join(' ')} out[o + j] = ${last}; }`,
-    '  for (let k = R - 2; k >= 0; k--) {',
-    `    ${ins.map((k) => `p${k} += T${k}[k];`).join(' ')}`,
-    '    if (++idx[k] < shape[k]) break;',
-    `    ${ins.map((k) => `p${k} -= T${k}[k] * shape[k];`).join(' ')}`,
-    '    idx[k] = 0;',
-    '  }',
-    '}',
-  );
-  const src = `"use strict";\nconst fr = Math.fround;\n${fns.map((_, k) => `const F${k} = F[${k}];`).join('\n')}\nreturn function fused(X, out, shape, strides, fast, syms) {\n  ${body.join('\n  ')}\n};`;
-  try {
-    if (!codegen) throw new EvalError('code generation is off');
-    return new Function('F', src)(fns) as Runner;
-  } catch {
-    // No code generation (a Content-Security-Policy without 'unsafe-eval'): interpret.
-    return interpreter(p, fns, f32);
-  }
-}
-
-/** The same computation without generated code, one element at a time. */
-function interpreter(p: FusedProgram, fns: ((a: number, b: number, c: number) => number)[], f32: boolean): Runner {
-  return (X, out, shape, strides, fast, syms) => {
-    const R = shape.length;
-    const regs = new Float64Array(p.lines.length);
-    const idx = new Array<number>(R).fill(0);
-    const offs = X.map(() => 0);
-    const val = (a: Operand): number => (a.kind === 'reg' ? regs[a.k] : a.kind === 'lit' ? (f32 && a.dtype === 'f32' ? Math.fround(a.value) : a.value) : X[a.k][X[a.k].length === 1 ? 0 : offs[a.k]]);
-    for (let i = 0; i < out.length; i++) {
-      offs.fill(fast ? i : 0);
-      if (!fast) for (let k = 0; k < R; k++) for (let q = 0; q < X.length; q++) offs[q] += idx[k] * strides[q][k];
-      p.lines.forEach((l, k) => {
-        let v: number;
-        if (!l.row) v = l.dims!.reduce<number>((acc, d) => acc * (typeof d === 'number' ? d : syms[d]), 1);
-        else v = fns[k](val(l.args[0]), l.args[1] ? val(l.args[1]) : 0, l.args[2] ? val(l.args[2]) : 0);
-        regs[k] = l.dtype === 'f32' ? (f32 ? Math.fround(v) : v) : l.dtype === 'i32' ? v | 0 : v;
-      });
-      out[i] = regs[p.lines.length - 1];
-      for (let k = R - 1; k >= 0; k--) {
-        if (++idx[k] < shape[k]) break;
-        idx[k] = 0;
-      }
-    }
-  };
-}
-
 export function fusedCpu(ins: Tensor[], attrs: Attrs, out: { shape: number[]; dtype: DType }, ctx: CpuCtx): TypedArray {
   const mm = product(attrs);
   if (mm) {
@@ -312,22 +198,29 @@ export function fusedCpu(ins: Tensor[], attrs: Attrs, out: { shape: number[]; dt
   return reduceCpu[red.op]([{ data: values, shape: domain }], { axes: red.axes, keepdims: true }, out, ctx);
 }
 
+/** Runs the program line by line, each line over the whole output with its row's own CPU kernel, so
+ *  that fused and unfused programs agree bit for bit (every value stored, and rounded, as its
+ *  unfused node's would be); a line that reads only single values runs once. */
 function runFused(ins: Tensor[], attrs: Attrs, out: { shape: number[]; dtype: DType }, ctx: CpuCtx): TypedArray {
-  const intIn = ins.map((t) => t.data instanceof Int32Array);
-  const p = cpuProgram(codeLines(attrs), intIn.map((i) => (i ? 'i32' : 'f32')));
-  const uniform = ins.map((t) => t.data.length === 1);
-  const f32 = ctx.float === Float32Array;
-  const key = `${f32}|${intIn.map(Number).join('')}|${uniform.map(Number).join('')}|${attrs.code}`;
-  let run = runners.get(key);
-  if (!run) {
-    run = buildRunner(p, intIn, uniform, f32);
-    runners.set(key, run);
+  const p = cpuProgram(codeLines(attrs), ins.map((t) => (t.data instanceof Int32Array ? 'i32' : 'f32')));
+  const one = (dtype: DType, v: number): Tensor => {
+    const data = alloc(dtype, 1, ctx);
+    data[0] = v;
+    return { data, shape: [] };
+  };
+  const regs: Tensor[] = [];
+  for (const l of p.lines) {
+    const args = l.args.map((a) => (a.kind === 'in' ? ins[a.k] : a.kind === 'reg' ? regs[a.k] : one(a.dtype, a.value)));
+    const shape = args.some((t) => t.data.length !== 1) ? out.shape : [];
+    regs.push(
+      l.row
+        ? { data: rowKernel(l.row)(args, {}, { shape, dtype: l.dtype }, ctx), shape }
+        : one('f32', l.dims!.reduce<number>((n, d) => n * (typeof d === 'number' ? d : ctx.syms[d]), 1)),
+    );
   }
-  const data = alloc(out.dtype, numel(out.shape), ctx);
-  const fast = ins.every((t) => t.data.length === data.length || t.data.length === 1);
-  const strides = fast ? [] : ins.map((t) => broadcastStrides(t.shape, out.shape));
-  run(ins.map((t) => t.data), data, out.shape, strides, fast, ctx.syms);
-  return data;
+  const last = regs[regs.length - 1].data;
+  const n = numel(out.shape);
+  return last.length === n ? last : alloc(out.dtype, n, ctx).fill(last[0]);
 }
 
 // ---------------------------------------------------------------- WGSL
