@@ -359,33 +359,30 @@ export class Model {
   private feeds(batch: Feeds, p: ProgramJSON): Record<string, Tensor> {
     this.live();
     const out: Record<string, Tensor> = {};
-    for (const a of p.args) {
-      if (a.role !== 'input') continue;
-      const spec = this.manifest.inputs.find((i) => i.name === a.name)!;
-      const v = batch[a.name];
-      if (v === undefined) throw new DlcInputError(`missing input '${a.name}' (${spec.dtype}[${spec.shape.join(', ')}])`);
-      out[argKey(a)] = toTensor(spec, v);
-    }
     const syms: Record<string, number> = {};
     for (const a of p.args) {
       if (a.role !== 'input') continue;
       const spec = this.manifest.inputs.find((i) => i.name === a.name)!;
+      const v = batch[a.name];
+      if (v === undefined) throw new DlcInputError(`missing input '${a.name}' (${typeOf(spec)})`);
+      const t = (out[argKey(a)] = toTensor(spec, v));
       spec.shape.forEach((d, k) => {
         if (typeof d !== 'string') return;
-        const got = out[argKey(a)].shape[k];
-        if (syms[d] !== undefined && syms[d] !== got)
-          throw new DlcInputError(`input '${a.name}' has ${d} = ${got}, but another input has ${d} = ${syms[d]}`);
-        syms[d] = got;
+        if (syms[d] !== undefined && syms[d] !== t.shape[k])
+          throw new DlcInputError(`input '${a.name}' has ${d} = ${t.shape[k]}, but another input has ${d} = ${syms[d]}`);
+        syms[d] = t.shape[k];
       });
     }
     return out;
   }
 }
 
+const typeOf = (spec: TensorSpec) => `${spec.dtype}[${spec.shape.join(', ')}]`;
+
 /** Checks `v` against `spec` (dtype and every fixed dim); infers the one run-time dim of a flat array. */
 function toTensor(spec: TensorSpec, v: TypedArray | Tensor): Tensor {
   const t: Tensor = ArrayBuffer.isView(v) ? { data: v, shape: inferShape(spec, v) } : v;
-  const want = `${spec.dtype}[${spec.shape.join(', ')}]`;
+  const want = typeOf(spec);
   const isInt = t.data instanceof Int32Array;
   if (isInt !== (spec.dtype !== 'f32'))
     throw new DlcInputError(`input '${spec.name}' expects ${want} (${spec.dtype === 'f32' ? 'a Float32Array' : 'an Int32Array'}), got ${t.data.constructor.name} data`);
@@ -400,7 +397,7 @@ function inferShape(spec: TensorSpec, data: TypedArray): number[] {
   const free = spec.shape.filter((d) => typeof d === 'string').length;
   if (free > 1) throw new DlcInputError(`input '${spec.name}' has several run-time dims [${spec.shape.join(', ')}]; pass { data, shape }`);
   if (data.length % fixed !== 0 || (free === 0 && data.length !== fixed))
-    throw new DlcInputError(`input '${spec.name}' expects ${spec.dtype}[${spec.shape.join(', ')}], got ${data.length} values (not a multiple of ${fixed})`);
+    throw new DlcInputError(`input '${spec.name}' expects ${typeOf(spec)}, got ${data.length} values (not a multiple of ${fixed})`);
   return spec.shape.map((d) => (typeof d === 'number' ? d : data.length / fixed));
 }
 
