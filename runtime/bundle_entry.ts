@@ -3,7 +3,7 @@
 // (compiler/codegen/bundle.ts).
 
 import packed from 'dlc:manifest';
-import * as kernels from 'dlc:kernels';
+import kernels from 'dlc:kernels';
 import { unpackManifest, type PackedManifest } from './packed.ts';
 import { Model, type ModelOptions } from './model.ts';
 

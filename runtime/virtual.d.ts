@@ -6,5 +6,5 @@ declare module 'dlc:manifest' {
 declare module 'dlc:kernels' {
   import type { CpuKernel } from '../compiler/ops/types.ts';
   const kernels: Record<string, CpuKernel | 'alias'>;
-  export = kernels;
+  export default kernels;
 }

@@ -25,8 +25,9 @@ export const WEIGHTS = 'weights.bin';
 
 /**
  * model.js as text: esbuild bundles the runtime with two modules made here, `dlc:manifest` (the
- * manifest packed: runtime/packed.ts) and `dlc:kernels` (the CPU kernels of the ops the programs use, re-exported by name
- * from runtime/cpu_kernels.ts). dlc's sources have no side effects at load time, which lets
+ * manifest packed: runtime/packed.ts) and `dlc:kernels` (the table of the CPU kernels of the ops
+ * the programs use, imported by name from runtime/cpu_kernels.ts: a plain object, shorter than a
+ * module namespace). dlc's sources have no side effects at load time, which lets
  * esbuild drop every module and statement the entry does not reach. L-BFGS, which the training
  * loop calls for models that use it, is left out of the others. `weights`: the file createModel
  * loads by default.
@@ -36,7 +37,7 @@ export async function bundleJs(manifest: Manifest, minify = false, weights?: str
     manifest: { contents: JSON.stringify(packManifest(manifest, weights)), loader: 'json' },
     // the CPU kernels, and the wasm SIMD ones (kernels.wasm beside model.js: runtime/wasm.ts)
     kernels: {
-      contents: `export { ${kernelOps(manifest).join(', ')} } from ${JSON.stringify(KERNELS)}; export { bundledWasm as wasm } from ${JSON.stringify(WASM)};`,
+      contents: `import { ${kernelOps(manifest).join(', ')} } from ${JSON.stringify(KERNELS)}; import { bundledWasm as wasm } from ${JSON.stringify(WASM)}; export default { ${[...kernelOps(manifest), 'wasm'].join(', ')} };`,
       loader: 'js',
     },
     'no-lbfgs': { contents: 'export function lbfgsEpoch() { throw new Error("not an L-BFGS model"); }', loader: 'js' },
