@@ -8,13 +8,14 @@
 //   from its shape, which it keeps), dtype 0 is f32, kernel 0
 //   none (else its index + 1), attrs 0 is {} or, for an arg, its entry in the program's args; node
 //   ids are their positions;
-// - kernels as [name, wgsl, rows, cols] (no rows and cols: one thread per element);
+// - kernels as [wgsl, rows, cols, name] (no rows and cols: one thread per element), the name left
+//   out where kernelName makes it from the op of the first node that runs the kernel;
 // - no kernels for the programs that only ever run on the CPU (init, schedule).
 
-import type { DType, Dim, Grid, KernelJSON, Manifest, NodeJSON, ProgramJSON } from './program.ts';
+import { kernelName, type DType, type Dim, type Grid, type KernelJSON, type Manifest, type NodeJSON, type ProgramJSON } from './program.ts';
 
 type PackedNode = [op: string, inputs: number[], shape?: Dim[] | 0, dtype?: DType | 0, kernel?: number, attrs?: NodeJSON['attrs'] | 0, src?: number | 0];
-type PackedKernel = [name: string, wgsl: number, rows?: number, cols?: number];
+type PackedKernel = [wgsl: number, rows?: number, cols?: number, name?: string];
 type PackedProgram = Omit<ProgramJSON, 'nodes' | 'kernels'> & { nodes: PackedNode[]; kernels: PackedKernel[] };
 
 export interface PackedManifest {
@@ -33,6 +34,8 @@ const argAttrs = (p: Pick<ProgramJSON, 'args'>, i: number, shape: Dim[], dtype: 
   const a = p.args.find((a) => a.node === i);
   return a && { role: a.role, name: a.name, shape, dtype };
 };
+
+const derivedName = (nodes: NodeJSON[], k: number, wgsl: string, grid: Grid) => kernelName(nodes.find((n) => n.kernel === k)?.op ?? '', wgsl, grid);
 
 export function packManifest(m: Manifest, weights?: string): PackedManifest {
   const s: string[] = [];
@@ -53,20 +56,23 @@ export function packManifest(m: Manifest, weights?: string): PackedManifest {
     while (t.length > 2 && t[t.length - 1] === 0) t.pop();
     return t;
   };
-  const kernel = (k: KernelJSON): PackedKernel => (k.grid.kind === 'tiles' ? [k.name, ref(k.wgsl), k.grid.rows, k.grid.cols] : [k.name, ref(k.wgsl)]);
+  const kernel = (p: ProgramJSON, k: KernelJSON, i: number): PackedKernel => {
+    const [rows, cols] = k.grid.kind === 'tiles' ? [k.grid.rows, k.grid.cols] : [0, 0];
+    if (derivedName(p.nodes, i, k.wgsl, k.grid) !== k.name) return [ref(k.wgsl), rows, cols, k.name];
+    return rows ? [ref(k.wgsl), rows, cols] : [ref(k.wgsl)];
+  };
   const programs = Object.fromEntries(
     Object.entries(m.programs).map(([name, p]: [string, ProgramJSON]) => [
       name,
-      { ...p, nodes: p.nodes.map((n, i) => node(p, n, i)), kernels: CPU_ONLY.has(name) ? [] : p.kernels.map(kernel) },
+      { ...p, nodes: p.nodes.map((n, i) => node(p, n, i)), kernels: CPU_ONLY.has(name) ? [] : p.kernels.map((k, i) => kernel(p, k, i)) },
     ]),
   );
   return { s, m: { ...m, programs }, ...(weights && { w: weights }) };
 }
 
 export function unpackManifest({ s, m }: PackedManifest): Manifest {
-  const program = (p: PackedProgram): ProgramJSON => ({
-    ...p,
-    nodes: p.nodes.map(([op, inputs, shape, dtype, kernel, attrs, src], id) => {
+  const program = (p: PackedProgram): ProgramJSON => {
+    const nodes = p.nodes.map(([op, inputs, shape, dtype, kernel, attrs, src], id): NodeJSON => {
       const a = attrs || (op === 'arg' ? argAttrs(p, id, shape as Dim[], dtype || 'f32')! : {});
       return {
         id,
@@ -78,9 +84,13 @@ export function unpackManifest({ s, m }: PackedManifest): Manifest {
         ...(kernel && { kernel: kernel - 1 }),
         ...(src && { src: s[src - 1] }),
       };
-    }),
-    kernels: p.kernels.map(([name, wgsl, rows, cols]) => ({ name, wgsl: s[wgsl], grid: (rows ? { kind: 'tiles', rows, cols } : { kind: 'elements' }) as Grid })),
-  });
+    });
+    const kernels = p.kernels.map(([w, rows, cols, name], i) => {
+      const grid = (rows ? { kind: 'tiles', rows, cols } : { kind: 'elements' }) as Grid;
+      return { name: name ?? derivedName(nodes, i, s[w], grid), wgsl: s[w], grid };
+    });
+    return { ...p, nodes, kernels };
+  };
   const programs = Object.fromEntries(Object.entries(m.programs).map(([name, p]) => [name, program(p)]));
   return { ...m, programs } as Manifest;
 }

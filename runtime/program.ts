@@ -10,6 +10,17 @@ export const WORKGROUP = 64;
 
 export type Grid = { kind: 'elements' } | { kind: 'tiles'; rows: number; cols: number };
 
+/** FNV-1a of `code`, 8 hex digits. */
+export function shaderKey(code: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < code.length; i++) h = Math.imul(h ^ code.charCodeAt(i), 0x01000193) >>> 0;
+  return h.toString(16).padStart(8, '0');
+}
+
+/** A kernel's name (its file under kernels/, and its pipeline's cache key and label): the op of
+ *  the node that first runs it and the key of its text and grid. */
+export const kernelName = (op: string, wgsl: string, grid: Grid): string => `${op}_${shaderKey(wgsl + JSON.stringify(grid))}`;
+
 export interface NodeJSON {
   id: number;
   op: string;

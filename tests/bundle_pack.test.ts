@@ -1,6 +1,6 @@
 // The manifest model.js carries (runtime/packed.ts): unpacking gives back exactly what the compiler
 // made, for every program of models that use every kind of node (args, consts, aliases, fused
-// reductions and epilogues, tiled kernels, non-f32 values, source positions).
+// reductions and epilogues, tiled kernels, non-f32 values, source positions, kernel names).
 
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -24,6 +24,8 @@ describe('packed manifest', () => {
       for (const name of ['init', 'schedule']) if (want.programs[name]) want.programs[name].kernels = [];
       expect(back).toEqual(want);
       expect(m.programs.init.kernels.length).toBeGreaterThan(0);
+      // every kernel name is derived (kernelName), none carried
+      for (const p of Object.values(packed.m.programs) as { kernels: unknown[][] }[]) for (const k of p.kernels) expect(k.length).toBeLessThan(4);
     });
   }
 });

@@ -1,7 +1,7 @@
 // Kernel selection: one WGSL module per node that needs a kernel, shared between nodes whose
 // module text is the same (the shaderKey).
 
-import type { KernelJSON, ProgramJSON } from '../../runtime/program.ts';
+import { kernelName, type KernelJSON, type ProgramJSON } from '../../runtime/program.ts';
 import { ops, type OpKind } from '../ops/registry.ts';
 import type { OpDef } from '../ops/types.ts';
 import { kernelModule, shaderKey } from './wgsl.ts';
@@ -27,7 +27,7 @@ export function attachKernels(p: ProgramJSON): ProgramJSON {
     if (k === undefined) {
       k = kernels.length;
       byKey.set(key, k);
-      kernels.push({ name: `${n.op}_${key}`, wgsl, grid: src.grid });
+      kernels.push({ name: kernelName(n.op, wgsl, src.grid), wgsl, grid: src.grid });
     }
     return { ...n, kernel: k };
   });

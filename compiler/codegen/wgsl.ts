@@ -40,9 +40,6 @@ export function kernelModule(sig: KernelSig, src: KernelSource): string {
   return `${lines.join('\n')}\n\n${src.code.trim()}\n`;
 }
 
-/** Pipelines are cached by this key: kernels with the same text share one. */
-export function shaderKey(code: string): string {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < code.length; i++) h = Math.imul(h ^ code.charCodeAt(i), 0x01000193) >>> 0;
-  return h.toString(16).padStart(8, '0');
-}
+// Pipelines are cached by this key: kernels with the same text share one (bundles derive kernel
+// names with it, so it lives in the runtime).
+export { shaderKey } from '../../runtime/program.ts';
