@@ -261,6 +261,10 @@ describe.skipIf(!gpu)('conv2d WGSL matches the float32 CPU kernels', () => {
     [[1, 4, 5, 2], [3, 3], 3, { strides: [2, 2], padding: [2, 2, 2, 2], dilations: [2, 2] }],
     [[64, 28, 28, 1], [5, 5], 6, {}], // LeNet-5, first layer
     [[64, 12, 12, 6], [5, 5], 16, {}], // LeNet-5, second layer
+    // 8×8 register tiles: several tiles with a remainder along the pixels, the input channels
+    // (backprop_filter's rows) and the output channels
+    [[2, 5, 19, 11], [2, 3], 13, { padding: [1, 0, 1, 1] }],
+    [[1, 4, 17, 18], [1, 2], 10, { strides: [1, 2], groups: 2 }],
   ];
   for (const [xs, k, F, o] of cases) {
     it(`[${xs}] ⊛ [${k}]×${F} ${JSON.stringify(o)}: forward, backprop_input, backprop_filter`, async () => {
