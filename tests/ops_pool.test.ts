@@ -219,6 +219,11 @@ describe.skipIf(!gpu)('pooling WGSL matches the float32 CPU kernels', () => {
     [[2, 8, 8, 4], [3, 3], [1, 1], [1, 1, 1, 1]],
     [[1, 9, 4, 3], [2, 3], [3, 1], [1, 1, 2, 2]],
     [[64, 24, 24, 6], [2, 2], [2, 2], [0, 0, 0, 0]], // LeNet-5, first pooling
+    // disjoint windows (max_pool2d_backprop's per-window kernel): cells past the last window,
+    // gaps between windows, padding before the first
+    [[1, 5, 7, 2], [2, 2], [2, 2], [0, 0, 0, 0]],
+    [[2, 7, 8, 3], [2, 3], [3, 3], [1, 0, 2, 0]],
+    [[2, 9, 7, 2], [3, 2], [3, 2], [1, 1, 1, 0]],
   ];
   const run = async (g: Geometry, xv: Tensor) => {
     const [x, dy, v] = [input('x', g.x), input('dy', g.y), input('v', g.x)];
