@@ -8,6 +8,10 @@
 //          product of dims, symbolic ones bound at run time, as an f32; no operands). An operand is
 //          `iK` (input K read at the output coordinates, broadcast), `rK` (an earlier line), or a
 //          literal `T:V` (dtype T, value V as JavaScript prints it: `f32:0.001`, `bool:1`).
+//          A line `R.A,B.. iK` (R a reduction: sum, mean, reduce_max, reduce_min) is input K
+//          reduced over its axes A, B..: what is left of its shape is the output's (leading 1s
+//          aside), so each output element folds its own values of input K (a bias gradient's
+//          column sum feeding the optimizer's update runs in the update's thread).
 //   shape  the output shape; every input broadcasts to it. The last line is the result.
 //   reduce, axes (optional)  a reduction (sum, mean, reduce_max, reduce_min) of the program's
 //          values over `axes` of `shape`, with kept dims: the output is `shape` with those axes 1.
@@ -51,6 +55,8 @@ export interface Line {
   to?: DType;
   /** size's dims. */
   dims?: Dim[];
+  /** A reduction line's axes (of its input). */
+  axes?: number[];
   args: Operand[];
   dtype: DType;
 }
@@ -142,6 +148,12 @@ function parse(code: readonly string[], dtypes: readonly DType[], lineType: Line
       lines.push({ op, dims, args, dtype: 'f32' });
       continue;
     }
+    if (REDUCTIONS.includes(op as FusedReduction)) {
+      const t = args.length === 1 && args[0].kind === 'in' ? typeOf(args[0]) : undefined;
+      if (!t || !param || !/^\d+(,\d+)*$/.test(param) || t === 'bool' || (op === 'mean' && t !== 'f32')) throw new ShapeError(`fused: bad line '${text}'`);
+      lines.push({ op, axes: param.split(',').map(Number), args, dtype: t });
+      continue;
+    }
     const row = Object.hasOwn(scalarRows, op) ? scalarRows[op as keyof typeof scalarRows] : undefined;
     if (!row) throw new ShapeError(`fused: unknown op '${op}' in '${text}'`);
     if (args.length !== row.arity) throw new ShapeError(`fused: ${op} takes ${row.arity} operand(s) in '${text}'`);
@@ -213,9 +225,11 @@ function runFused(ins: Tensor[], attrs: Attrs, out: { shape: number[]; dtype: DT
     const args = l.args.map((a) => (a.kind === 'in' ? ins[a.k] : a.kind === 'reg' ? regs[a.k] : one(a.dtype, a.value)));
     const shape = args.some((t) => t.data.length !== 1) ? out.shape : [];
     regs.push(
-      l.row
-        ? { data: rowKernel(l.row)(args, {}, { shape, dtype: l.dtype }, ctx), shape }
-        : one('f32', l.dims!.reduce<number>((n, d) => n * (typeof d === 'number' ? d : ctx.syms[d]), 1)),
+      l.axes
+        ? { data: reduceCpu[l.op as FusedReduction](args, { axes: l.axes }, { shape: out.shape, dtype: l.dtype }, ctx), shape: out.shape }
+        : l.row
+          ? { data: rowKernel(l.row)(args, {}, { shape, dtype: l.dtype }, ctx), shape }
+          : one('f32', l.dims!.reduce<number>((n, d) => n * (typeof d === 'number' ? d : ctx.syms[d]), 1)),
     );
   }
   const last = regs[regs.length - 1].data;
@@ -242,6 +256,10 @@ function wgslFused(sig: KernelSig) {
   };
   const typeOf = (a: Operand): DType => (a.kind === 'in' ? progIns[a.k].dtype : a.kind === 'reg' ? p.lines[a.k].dtype : a.dtype);
   const lines = p.lines.map((l, k) => {
+    if (l.axes) {
+      bits = true; // max and min start from infinities
+      return reductionLine(l, k, progIns[(l.args[0] as { k: number }).k].rank, R);
+    }
     if (!l.row) {
       const factors = l.dims!.map((d) => (typeof d === 'number' ? `${d}.0` : `f32(M(SYM_${d}))`));
       return `let r${k} = ${factors.join(' * ') || '1.0'};`;
@@ -251,7 +269,9 @@ function wgslFused(sig: KernelSig) {
     const expr = row.wgsl(l.args.map(ref), valueType(row, l.args.map(typeOf)), l.dtype);
     return `let r${k} = ${expr};`;
   });
-  const loads = progIns.flatMap((inp, k) => (mm && !k ? [] : [`let x${k} = in${mm ? k + 1 : k}[${wgslBroadcastIndex(mm ? k + 1 : k, inp.rank, R)}];`]));
+  // inputs read at the output coordinates (not only reduced)
+  const direct = new Set(p.lines.flatMap((l) => (l.axes ? [] : l.args.flatMap((a) => (a.kind === 'in' ? [a.k] : [])))));
+  const loads = progIns.flatMap((inp, k) => (!direct.has(k) || (mm && !k) ? [] : [`let x${k} = in${mm ? k + 1 : k}[${wgslBroadcastIndex(mm ? k + 1 : k, inp.rank, R)}];`]));
   const last = `r${p.lines.length - 1}`;
   let pre = [...fns].join('\n');
   if ((bits || red) && !pre.includes('fn bits_f32')) pre = `${WGSL_BITS}\n${pre}`;
@@ -308,6 +328,31 @@ ${MAIN} {
   return { code, grid: { kind: 'elements' as const } };
 }
 
+/** Line k, the reduction of input K (of `rank`) over `axes`: a loop over the reduced positions, the
+ *  other coordinates the output's last ones. */
+function reductionLine(l: Line, k: number, rank: number, R: number): string {
+  const K = (l.args[0] as { k: number }).k;
+  const row = reduceRows[l.op as FusedReduction];
+  const axes = l.axes!;
+  const d = (a: number) => `M(IN${K} + ${a}u)`;
+  const kept = Array.from({ length: rank }, (_, a) => a).filter((a) => !axes.includes(a));
+  const coord = (a: number) => (axes.includes(a) ? `u${a}` : `c${R - kept.length + kept.indexOf(a)}`);
+  let index = '0u';
+  for (let a = 0; a < rank; a++) index = a ? `(${index}) * ${d(a)} + ${coord(a)}` : coord(a);
+  return `var r${k}: ${wgslType[l.dtype]};
+  {
+    let cnt = ${axes.map(d).join(' * ')};
+    ${row.init(l.dtype)}
+    for (var q = 0u; q < cnt; q++) {
+      var s = q;
+      ${[...axes].reverse().map((a) => `let u${a} = s % ${d(a)}; s = s / ${d(a)};`).join(' ')}
+      let v = in${K}[${index}];
+      ${row.step}
+    }
+    r${k} = ${row.result};
+  }`;
+}
+
 // ---------------------------------------------------------------- the op
 
 export const fusedOps = {
@@ -324,9 +369,21 @@ export const fusedOps = {
         if (!sameShape(prod, shape as Dim[])) throw new ShapeError(`fused: the product is ${shapeStr(prod)}, not ${shapeStr(shape as Dim[])}`);
       }
       const ins = mm ? inputs.slice(2) : inputs;
-      for (const x of ins)
-        if (!sameShape(broadcastShapes([x.shape, shape as Dim[]]), shape as Dim[])) throw new ShapeError(`fused: input ${shapeStr(x.shape)} does not broadcast to ${shapeStr(shape as Dim[])}`);
       const p = fusedProgram(codeLines(attrs), [...(mm ? ['f32' as DType] : []), ...ins.map((x) => x.dtype)]);
+      const reduced = p.lines.filter((l) => l.axes);
+      if (reduced.length && (mm || red)) throw new ShapeError('fused: reduction lines in a matmul epilogue or a reduction');
+      const lead = (s: readonly Dim[]) => s.slice(s.findIndex((d) => d !== 1) < 0 ? s.length : s.findIndex((d) => d !== 1));
+      for (const l of reduced) {
+        const x = ins[(l.args[0] as { k: number }).k];
+        if (l.axes!.some((a, k) => a >= x.shape.length || (k > 0 && a <= l.axes![k - 1]))) throw new ShapeError(`fused: bad axes [${l.axes}] for ${shapeStr(x.shape)}`);
+        const left = x.shape.filter((_, a) => !l.axes!.includes(a));
+        if (!sameShape(lead(left), lead(shape as Dim[]))) throw new ShapeError(`fused: ${shapeStr(x.shape)} reduced over [${l.axes}] is not ${shapeStr(shape as Dim[])}`);
+      }
+      const direct = new Set(p.lines.flatMap((l) => (l.axes ? [] : l.args.flatMap((a) => (a.kind === 'in' ? [a.k - (mm ? 1 : 0)] : [])))));
+      ins.forEach((x, k) => {
+        if ((direct.has(k) || !reduced.length) && !sameShape(broadcastShapes([x.shape, shape as Dim[]]), shape as Dim[]))
+          throw new ShapeError(`fused: input ${shapeStr(x.shape)} does not broadcast to ${shapeStr(shape as Dim[])}`);
+      });
       if (!red) return { shape: shape as Dim[], dtype: p.dtype };
       if (red.axes.some((a, k) => !Number.isInteger(a) || a < 0 || a >= shape.length || (k > 0 && a <= red.axes[k - 1])))
         throw new ShapeError(`fused: bad axes [${red.axes}] for ${shapeStr(shape as Dim[])}`);

@@ -20,6 +20,12 @@
 // kernel, which then reads the matmul's operands instead of its stored product. A matmul read by
 // two groups (a pre-activation the backward pass reads too) is stored, as before.
 //
+// A reduction whose readers are all groups computed over its own output's shape (a bias
+// gradient, the batch sum of dy, read by the optimizer's m and v updates) folds into them when it
+// reduces few values (FOLD): each of their threads loops over its own reduced values (a reduction
+// line, ops/fused.ts), so the reduction runs no kernel of its own. Only a reduction of a value
+// stored anyway folds (else its producers are better fused into its loads).
+//
 // A fused node has one output: an optimizer's new m, v and p are three kernels (p reads the new m
 // and v).
 
@@ -79,6 +85,14 @@ function operandView(m: Node, x: Node, vm: Shape): Shape {
  *  simplification; the reshape that drops them is an alias). */
 const REDUCE = new Set(['sum', 'mean', 'reduce_max', 'reduce_min']);
 const reduceRoot = (n: Node): boolean => REDUCE.has(n.op) && n.attrs.keepdims === true;
+
+/** A reduction of at most this many values per result folds into its readers' threads; a symbolic
+ *  dim counts as small (the batch: a step's batch bounds it). */
+const FOLD = 1024;
+const foldable = (n: Node): boolean => (n.attrs.axes as number[]).reduce((s, a) => s * (typeof n.inputs[0].shape[a] === 'number' ? (n.inputs[0].shape[a] as number) : 1), 1) <= FOLD;
+
+/** A shape without its leading 1s. */
+const lead = (s: Shape): Shape => s.slice(Math.max(0, s.findIndex((d) => d !== 1)));
 
 const key = (n: Node, view: Shape): string => `${n.id}|${cheap(n) ? '*' : view.join(',')}`;
 
@@ -144,17 +158,47 @@ export function fusionGroups(g: Graph): { order: Node[]; groupsOf: Map<Node, Gro
     sources.add(n);
   };
 
+  /** Folds reduction `n` into every group that reads it, if it can be (see FOLD). */
+  const folded = new Set<Node>();
+  const fold = (n: Node): boolean => {
+    const us = users.get(n) ?? [];
+    const x = n.inputs[0];
+    // only an input stored anyway (read by a matmul, say): else its producers fuse into the reduction
+    const stored = !fusible(x) || results.has(x) || users.get(x)!.some((u) => !fusible(u) && !reduceRoot(u));
+    if (!stored || results.has(n) || !us.length || !us.every((u) => groupsOf.has(u)) || !foldable(n)) return false;
+    const left = x.shape.filter((_, a) => !(n.attrs.axes as number[]).includes(a));
+    const plans: [Group, Shape, Map<string, Node>][] = [];
+    for (const gr of new Set(us.flatMap((u) => groupsOf.get(u)!))) {
+      const view = viewIn(gr, n);
+      if (!view || gr.source || reduceRoot(gr.root) || !sameShape(view, gr.domain) || !sameShape(lead(left), lead(gr.domain))) return false;
+      const f = new Map(gr.frontier);
+      f.delete(key(n, view));
+      for (const [kk, y] of reads(n, view, gr)) f.set(kk, y);
+      if (inputCount(gr, f) > MAX_FUSED_INPUTS) return false;
+      plans.push([gr, view, f]);
+    }
+    for (const [gr, view, f] of plans) {
+      gr.members.add(n);
+      gr.views.set(n, view);
+      gr.frontier = f;
+    }
+    groupsOf.set(n, plans.map(([gr]) => gr));
+    folded.add(n);
+    return true;
+  };
+
   const start = (n: Node, domain: Shape): Group[] => [{ root: n, domain, members: new Set([n]), views: new Map([[n, n.shape]]), frontier: reads(n, n.shape, undefined) }];
 
   for (let k = order.length - 1; k >= 0; k--) {
     const n = order[k];
     if (!fusible(n)) {
-      if (reduceRoot(n)) groupsOf.set(n, start(n, n.inputs[0].shape));
+      if (reduceRoot(n) && !fold(n)) groupsOf.set(n, start(n, n.inputs[0].shape));
       if (n.op === 'matmul') absorb(n);
       continue;
     }
     const us = users.get(n) ?? [];
-    join: if (!results.has(n) && us.length && us.every((u) => groupsOf.has(u))) {
+    // a folded reduction reads its input at other coordinates than its own: that input is stored
+    join: if (!results.has(n) && us.length && us.every((u) => groupsOf.has(u)) && !us.some((u) => folded.has(u))) {
       const target = [...new Set(us.flatMap((u) => groupsOf.get(u)!))];
       if (target.length > 1 && !cheap(n) && !recomputable(n)) break join;
       const plans: [Group, Shape, Map<string, Node>][] = [];
@@ -215,7 +259,7 @@ export function fuseGraph(g: Graph): Graph {
         k = inputs.length;
         const lines = x.shape.length <= R && sameShape([...new Array<Dim>(R - x.shape.length).fill(1), ...x.shape], view);
         // the input read through its view: a reshape, which is an alias (no kernel)
-        inputs.push(lines ? get(x) : b.reshape(get(x), cheap(x) ? [] : view));
+        inputs.push(lines || sameShape(x.shape, view) ? get(x) : b.reshape(get(x), cheap(x) ? [] : view));
         inIndex.set(kk, k);
       }
       return `i${k}`;
@@ -226,7 +270,7 @@ export function fuseGraph(g: Graph): Graph {
         refs.set(m, ref(m, m.inputs[0]));
         continue;
       }
-      const head = m.op === 'cast' ? `cast.${m.dtype}` : m.op === 'size' ? sizeOp(m.attrs.dims as Dim[]) : m.op;
+      const head = m.op === 'cast' ? `cast.${m.dtype}` : m.op === 'size' ? sizeOp(m.attrs.dims as Dim[]) : reduceRoot(m) ? `${m.op}.${m.attrs.axes}` : m.op;
       code.push([head, ...m.inputs.map((x) => ref(m, x))].join(' '));
       refs.set(m, `r${code.length - 1}`);
     }
