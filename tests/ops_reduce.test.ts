@@ -75,6 +75,9 @@ const cases: [number[], number[], boolean][] = [
   [[3, 200], [1], false], // long reductions
   [[150, 3], [1], true], // several workgroups of outputs
   [[130], [0], false],
+  [[4, 3, 5, 2], [0, 1, 2], false], // adjacent axes (one stride): a conv bias gradient
+  [[2, 3, 4, 5], [1, 2], true], // adjacent axes in the middle
+  [[3, 4, 5], [0, 2], false], // apart: the coordinate walk
 ];
 
 async function agree(build: (x: Node, axes: number[], keep: boolean) => Node, dtype: 'f32' | 'i32', only = (_: number[]) => true) {

@@ -141,6 +141,9 @@ function define(op: ReduceKind | 'argmax', row: Row): OpDef {
       const n = sig.inputs[0].rank;
       const dims = Array.from({ length: n }, (_, k) => k);
       const kept = dims.filter((k) => !axes.includes(k));
+      // a run of adjacent axes is one stride apart in memory: no division per reduced position
+      // (integer division is scalar on CPU-backed adapters such as SwiftShader)
+      const contiguous = axes.length > 0 && axes.every((a, k) => a === axes[0] + k);
       const walk = (ks: number[], idx: string, off: string) =>
         [...ks].reverse().map((k) => `${off} += (${idx} % d${k}) * t${k}; ${idx} = ${idx} / d${k};`).join('\n    ');
       const code = `${WGSL_BITS}
@@ -155,10 +158,10 @@ ${MAIN} {
   let cnt = ${axes.map((k) => `d${k}`).join(' * ') || '1u'};
   ${row.init(sig.inputs[0].dtype)}
   for (var q = 0u; q < cnt; q++) {
-    var s = q;
+    ${contiguous ? `let v = in0[base + q * t${axes[axes.length - 1]}];` : `var s = q;
     var off = base;
     ${walk(axes, 's', 'off')}
-    let v = in0[off];
+    let v = in0[off];`}
     ${row.step}
   }
   out[i] = ${row.result};
