@@ -5,7 +5,7 @@
 // from the op registry, for the compiler's side (CLI, tests); tests check that the two agree.
 
 import { ops } from '../compiler/ops/registry.ts';
-import type { OpDef } from '../compiler/ops/types.ts';
+import type { CpuKernel, OpDef } from '../compiler/ops/types.ts';
 import { elementwiseCpu } from '../compiler/ops/elementwise.ts';
 import { reduceCpu } from '../compiler/ops/reduce.ts';
 import type { CpuKernels } from './cpu.ts';
@@ -23,11 +23,18 @@ export {
 } from '../compiler/ops/pool.ts';
 export { fusedCpu as fused } from '../compiler/ops/fused.ts';
 export const reshape = 'alias';
-export const {
-  neg, exp, log, sqrt, abs, sin, cos, floor, sign, not, cast,
-  add, sub, mul, div, pow, max, min, eq, ne, lt, le, gt, ge, and, or, select,
-} = elementwiseCpu;
-export const { sum, mean, reduce_max, reduce_min, argmax } = reduceCpu;
+
+/** `table[op]` by a call marked pure: a bundle keeps only the ones it imports (esbuild keeps a whole
+ *  destructuring). */
+const pick = /* @__NO_SIDE_EFFECTS__ */ <K extends string>(table: Readonly<Record<K, CpuKernel>>, op: K): CpuKernel => table[op];
+const e = elementwiseCpu;
+export const neg = pick(e, 'neg'), exp = pick(e, 'exp'), log = pick(e, 'log'), sqrt = pick(e, 'sqrt'), abs = pick(e, 'abs'), sin = pick(e, 'sin');
+export const cos = pick(e, 'cos'), floor = pick(e, 'floor'), sign = pick(e, 'sign'), not = pick(e, 'not'), cast = pick(e, 'cast');
+export const add = pick(e, 'add'), sub = pick(e, 'sub'), mul = pick(e, 'mul'), div = pick(e, 'div'), pow = pick(e, 'pow'), max = pick(e, 'max');
+export const min = pick(e, 'min'), eq = pick(e, 'eq'), ne = pick(e, 'ne'), lt = pick(e, 'lt'), le = pick(e, 'le'), gt = pick(e, 'gt'), ge = pick(e, 'ge');
+export const and = pick(e, 'and'), or = pick(e, 'or'), select = pick(e, 'select');
+export const sum = pick(reduceCpu, 'sum'), mean = pick(reduceCpu, 'mean'), reduce_max = pick(reduceCpu, 'reduce_max');
+export const reduce_min = pick(reduceCpu, 'reduce_min'), argmax = pick(reduceCpu, 'argmax');
 
 export const cpuKernels: CpuKernels = /* @__PURE__ */ (() =>
   Object.assign(
