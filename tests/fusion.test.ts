@@ -305,6 +305,7 @@ describe('the fused op', () => {
     ['a max with a unit-reshaped producer', b.reduce('reduce_max', b.mul(b.reshape(b.sum(rows, [1]), ['B', 1]), rows), [0], true)],
     ['a column sum folded into its reader (a bias gradient into its update)', b.add(b.mul(q, s), b.sum(rows, [0], false))],
     ['a max over two axes folded, of i32', b.cast(b.mul(b.reduce('reduce_max', n, [0], false), b.constant(2, 'i32')), 'f32')],
+    ['a one-hot from an index ramp (iota), in a reduction too', b.add(b.select(b.binary('eq', b.iota([3, 4], 1), b.constant(2, 'i32')), b.add(q, p), b.constant(0)), b.sum(b.cast(b.binary('lt', b.iota([3, 4], 0), b.iota([3, 4], 1)), 'f32'), [1], true))],
     ['a min of i32', b.cast(b.reduce('reduce_min', b.sub(n, b.constant(3, 'i32')), [0, 1], true), 'f32')],
     // epilogues of matrix products, read at the product's coordinates (batch dims included)
     ['a batched matmul (b transposed) with a bias and a mask', b.select(b.binary('gt', q, b.constant(0)), b.add(b.matmul(mA, mB, false, true), q), b.neg(s))],
@@ -346,6 +347,8 @@ describe('the fused op', () => {
     expect(code(['sum.0 i0', 'add r0 i1'], [rows, q], [4])().shape).toEqual([4]);
     expect(code(['sum.1 i0'], [rows], [4])).toThrow(/\[B, 4\] reduced over \[1\] is not \[4\]/);
     expect(code(['sum.2 i0'], [rows], [4])).toThrow(/bad axes \[2\]/);
+    expect(code(['iota.2'], [], [3, 4])).toThrow(/an iota axis past the rank of \[3, 4\]/);
+    expect(code(['iota.1', 'cast.f32 r0'], [], [3, 4])().dtype).toBe('f32');
     expect(code(['mean.0 i0'], [n], [4])).toThrow(/bad line 'mean.0 i0'/);
     expect(code(['sum.0 i0', 'add r0 i0'], [rows], [4])).toThrow(/\[B, 4\] does not broadcast to \[4\]/);
     expect(() => b.fusedReduce([n], ['cast.bool i0'], [3, 4], 'sum', [1])).toThrow(/sum of bool values/);
@@ -390,6 +393,8 @@ describe('fusion on the MNIST MLP', () => {
     // the biases' gradients (batch sums of dy) are computed in their m and v updates' threads
     expect(p.nodes.filter((n) => n.op === 'sum' && n.attrs.axes?.toString() === '0')).toEqual([]);
     expect(p.nodes.filter((n) => n.op === 'fused' && String(n.attrs.code).includes('sum.0')).length).toBe(6);
+    // the one-hot of the labels in the loss gradient is computed in its kernel (iota.1)
+    expect(p.nodes.filter((n) => n.op === 'iota')).toEqual([]);
     for (const u of p.updates) expect(p.nodes[u.node].op, `${u.role} ${u.name}`).toBe('fused');
     expect(p.nodes.filter((n) => n.op === 'broadcast')).toEqual([]);
     // the scalar bias corrections (1 - beta^t) are computed inside the kernels that use them, but

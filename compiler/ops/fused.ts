@@ -5,7 +5,8 @@
 // attrs:
 //   code   the SSA lines, separated by `; `, each `OP OPERAND...`; line k defines `rk`. OP is a row of the
 //          elementwise table (ops/elementwise.ts), `cast.T` (T a dtype) or `size.D*D*...` (the
-//          product of dims, symbolic ones bound at run time, as an f32; no operands). An operand is
+//          product of dims, symbolic ones bound at run time, as an f32; no operands), `iota.A` (the
+//          output coordinate along axis A, an i32: a one-hot's index ramp). An operand is
 //          `iK` (input K read at the output coordinates, broadcast), `rK` (an earlier line), or a
 //          literal `T:V` (dtype T, value V as JavaScript prints it: `f32:0.001`, `bool:1`).
 //          A line `R.A,B.. iK` (R a reduction: sum, mean, reduce_max, reduce_min) is input K
@@ -36,6 +37,7 @@ import {
 } from './elementwise.ts';
 import { reduceCpu, reduceRows } from './reduce.ts';
 import { matmulCpu, matmulOps, matmulWgsl } from './matmul.ts';
+import { iotaCpu } from './leaf.ts';
 import { wgslType } from '../codegen/wgsl.ts';
 
 /** The most inputs a fused node takes: WebGPU guarantees 8 storage buffers per stage, one is the
@@ -57,6 +59,8 @@ export interface Line {
   dims?: Dim[];
   /** A reduction line's axes (of its input). */
   axes?: number[];
+  /** iota's axis. */
+  axis?: number;
   args: Operand[];
   dtype: DType;
 }
@@ -148,6 +152,11 @@ function parse(code: readonly string[], dtypes: readonly DType[], lineType: Line
       lines.push({ op, dims, args, dtype: 'f32' });
       continue;
     }
+    if (op === 'iota') {
+      if (args.length || !param || !/^\d+$/.test(param)) throw new ShapeError(`fused: bad line '${text}'`);
+      lines.push({ op, axis: Number(param), args, dtype: 'i32' });
+      continue;
+    }
     if (REDUCTIONS.includes(op as FusedReduction)) {
       const t = args.length === 1 && args[0].kind === 'in' ? typeOf(args[0]) : undefined;
       if (!t || !param || !/^\d+(,\d+)*$/.test(param) || t === 'bool' || (op === 'mean' && t !== 'f32')) throw new ShapeError(`fused: bad line '${text}'`);
@@ -225,7 +234,9 @@ function runFused(ins: Tensor[], attrs: Attrs, out: { shape: number[]; dtype: DT
     const args = l.args.map((a) => (a.kind === 'in' ? ins[a.k] : a.kind === 'reg' ? regs[a.k] : one(a.dtype, a.value)));
     const shape = args.some((t) => t.data.length !== 1) ? out.shape : [];
     regs.push(
-      l.axes
+      l.axis !== undefined
+        ? { data: iotaCpu([], { axis: l.axis }, { shape: out.shape, dtype: 'i32' }, ctx), shape: out.shape }
+        : l.axes
         ? { data: reduceCpu[l.op as FusedReduction](args, { axes: l.axes }, { shape: out.shape, dtype: l.dtype }, ctx), shape: out.shape }
         : l.row
           ? { data: rowKernel(l.row)(args, {}, { shape, dtype: l.dtype }, ctx), shape }
@@ -260,6 +271,7 @@ function wgslFused(sig: KernelSig) {
       bits = true; // max and min start from infinities
       return reductionLine(l, k, progIns[(l.args[0] as { k: number }).k].rank, R);
     }
+    if (l.axis !== undefined) return `let r${k} = i32(c${l.axis});`;
     if (!l.row) {
       const factors = l.dims!.map((d) => (typeof d === 'number' ? `${d}.0` : `f32(M(SYM_${d}))`));
       return `let r${k} = ${factors.join(' * ') || '1.0'};`;
@@ -371,6 +383,7 @@ export const fusedOps = {
       const ins = mm ? inputs.slice(2) : inputs;
       const p = fusedProgram(codeLines(attrs), [...(mm ? ['f32' as DType] : []), ...ins.map((x) => x.dtype)]);
       const reduced = p.lines.filter((l) => l.axes);
+      if (p.lines.some((l) => l.axis !== undefined && l.axis >= shape.length)) throw new ShapeError(`fused: an iota axis past the rank of ${shapeStr(shape as Dim[])}`);
       if (reduced.length && (mm || red)) throw new ShapeError('fused: reduction lines in a matmul epilogue or a reduction');
       const lead = (s: readonly Dim[]) => s.slice(s.findIndex((d) => d !== 1) < 0 ? s.length : s.findIndex((d) => d !== 1));
       for (const l of reduced) {

@@ -46,7 +46,7 @@ export function unitReshape(n: Node): boolean {
   return p.length === q.length && p.every((d, k) => d === q[k]);
 }
 
-const fusible = (n: Node): boolean => isElementwise(n) || n.op === 'broadcast' || n.op === 'size' || unitReshape(n);
+const fusible = (n: Node): boolean => isElementwise(n) || n.op === 'broadcast' || n.op === 'size' || n.op === 'iota' || unitReshape(n);
 
 /** A constant written into the program as a literal (one value, any shape: it broadcasts). */
 const isLiteral = (n: Node): boolean => n.op === 'const' && typeof n.attrs.value === 'number';
@@ -62,7 +62,7 @@ const small = (n: Node): boolean => (staticSize(n.shape) ?? Infinity) <= SMALL;
  *  computing it again in each of its users' kernels reads that tensor once per kernel instead of
  *  reading its own output once per kernel, so recomputing it costs no memory traffic and saves its
  *  kernel (the bias add before a relu, whose gradient reads it too). */
-const RECOMPUTE = new Set(['add', 'sub', 'mul', 'div', 'neg', 'abs', 'max', 'min', 'sign', 'floor', 'select', 'cast', 'not', 'and', 'or', 'eq', 'ne', 'lt', 'le', 'gt', 'ge', 'broadcast', 'reshape']);
+const RECOMPUTE = new Set(['add', 'sub', 'mul', 'div', 'neg', 'abs', 'max', 'min', 'sign', 'floor', 'select', 'cast', 'not', 'and', 'or', 'eq', 'ne', 'lt', 'le', 'gt', 'ge', 'broadcast', 'reshape', 'iota']);
 const recomputable = (n: Node): boolean => RECOMPUTE.has(n.op) && n.inputs.filter((i) => !isLiteral(i) && !small(i)).length <= 1;
 
 /**
@@ -204,7 +204,8 @@ export function fusionGroups(g: Graph): { order: Node[]; groupsOf: Map<Node, Gro
       const plans: [Group, Shape, Map<string, Node>][] = [];
       for (const gr of target) {
         const view = viewIn(gr, n);
-        if (!view) break join;
+        // an index ramp is the coordinate along its axis: read at the group's own coordinates only
+        if (!view || (n.op === 'iota' && !(sameShape(view, gr.domain) && sameShape(n.shape, view)))) break join;
         const f = new Map(gr.frontier);
         f.delete(key(n, view));
         for (const [kk, x] of reads(n, view, gr)) f.set(kk, x);
@@ -270,7 +271,7 @@ export function fuseGraph(g: Graph): Graph {
         refs.set(m, ref(m, m.inputs[0]));
         continue;
       }
-      const head = m.op === 'cast' ? `cast.${m.dtype}` : m.op === 'size' ? sizeOp(m.attrs.dims as Dim[]) : reduceRoot(m) ? `${m.op}.${m.attrs.axes}` : m.op;
+      const head = m.op === 'cast' ? `cast.${m.dtype}` : m.op === 'size' ? sizeOp(m.attrs.dims as Dim[]) : m.op === 'iota' ? `iota.${m.attrs.axis}` : reduceRoot(m) ? `${m.op}.${m.attrs.axes}` : m.op;
       code.push([head, ...m.inputs.map((x) => ref(m, x))].join(' '));
       refs.set(m, `r${code.length - 1}`);
     }
