@@ -10,6 +10,7 @@ import { elementwiseCpu } from '../compiler/ops/elementwise.ts';
 import { reduceCpu } from '../compiler/ops/reduce.ts';
 import type { CpuKernels } from './cpu.ts';
 import type { Manifest } from './program.ts';
+import { wasmOps } from './wasm.ts';
 
 export { iotaCpu as iota, sizeCpu as size } from '../compiler/ops/leaf.ts';
 export { matmulCpu as matmul } from '../compiler/ops/matmul.ts';
@@ -45,5 +46,8 @@ export const cpuKernels: CpuKernels = /* @__PURE__ */ (() =>
     ),
     // The wasm SIMD kernels (runtime/wasm.ts), generated on first use. A computed specifier, so
     // that bundlers do not follow it: binaryen must stay out of bundles.
-    { wasm: async (m: Manifest) => ((await import(/* @vite-ignore */ new URL('../compiler/codegen/wasm.ts', import.meta.url).href)) as typeof import('../compiler/codegen/wasm.ts')).cpuWasm(m) },
+    {
+      wasm: async (m: Manifest) => ((await import(/* @vite-ignore */ new URL('../compiler/codegen/wasm.ts', import.meta.url).href)) as typeof import('../compiler/codegen/wasm.ts')).cpuWasm(m),
+      wasmOps,
+    },
   ))();

@@ -13,8 +13,15 @@ type Attrs = NodeJSON['attrs'];
 import { constData, type CpuKernels } from './cpu.ts';
 import { argKey, bindSymbols, nodeShapes, numel } from './shapes.ts';
 
-/** Where a table of CPU kernels gets the wasm kernels' bytes for a model (its `wasm` member). */
+/** Where a table of CPU kernels gets the wasm kernels' bytes for a model. */
 export type WasmSource = (m: Manifest) => Promise<BufferSource>;
+
+/** What a table of CPU kernels carries for this executor beside the JS kernels: the source of the
+ *  wasm bytes and the wasm drivers of its ops (`wasmOps` below, or a bundle's share of them). */
+export interface WasmParts {
+  wasm?: WasmSource;
+  wasmOps?: Readonly<Record<string, WasmKernel>>;
+}
 
 /** A bundle's wasm kernels: kernels.wasm beside model.js (compiler/codegen/bundle.ts), fetched,
  *  or in Node read from disk. */
@@ -97,7 +104,7 @@ class Heap {
 
 // ---------------------------------------------------------------- the ops' wasm kernels
 
-interface WasmKernel {
+export interface WasmKernel {
   /** Whether this node is covered (else the JavaScript kernel runs). */
   ok?(attrs: Attrs, shapes: number[][], shape: number[], e: Exports): boolean;
   run(h: Heap, e: Exports, ins: Block[], shapes: number[][], out: Block, shape: number[], attrs: Attrs): void;
@@ -169,49 +176,55 @@ function fusedFn(e: Exports, attrs: Attrs, shapes: number[][], shape: number[]):
   return fn ? [fn, row] : undefined;
 }
 
-const WASM: Record<string, WasmKernel> = {
-  fused: {
-    // a matmul's epilogue (ops/fused.ts): the product into a scratch block, then the program over it
-    ok: (attrs, shapes, shape, e) => !!fusedFn(e, attrs, attrs.matmul ? [shape, ...shapes.slice(2)] : shapes, shape),
-    run(h, e, ins, shapes, out, shape, attrs) {
-      const mm = attrs.matmul && h.alloc(numel(shape));
-      if (mm) {
-        WASM.matmul.run(h, e, ins, shapes, mm, shape, { transA: String(attrs.matmul)[0] === 't', transB: String(attrs.matmul)[1] === 't' });
-        [ins, shapes] = [[mm, ...ins.slice(2)], [shape, ...shapes.slice(2)]];
-      }
-      const [fn, row] = fusedFn(e, attrs, shapes, shape)!;
-      fn(out.off, numel(shape), row, ...ins.map((b) => b.off));
-      if (mm) h.release(mm);
-    },
-  },
-  matmul: {
-    run(h, e, [a, b], [as, bs], out, os, { transA, transB }) {
-      const r = os.length, m = os[r - 2], n = os[r - 1], k = as[as.length - (transA ? 2 : 1)];
-      const batch = os.slice(0, -2);
-      const [ao, bo] = [batchOffsets(as, batch, m * k), batchOffsets(bs, batch, k * n)];
-      for (let t = 0; t < ao.length; t++)
-        product(h, e, m, n, k,
-          (dst) => e.pack4(a.off + 4 * ao[t], dst, m, k, transA ? 1 : k, transA ? m : 1),
-          (dst) => e.pack8(b.off + 4 * bo[t], dst, n, k, transB ? k : 1, transB ? 1 : n),
-          out.off + 4 * t * m * n);
-    },
-  },
-  conv2d: patches(false),
-  conv2d_backprop_filter: patches(true),
-  // dP [M, K] = dy [M, F]·wᵀ, then col2im adds each patch entry back to its pixel
-  conv2d_backprop_input: {
-    ok: ungrouped,
-    run(h, e, [dy, w], [ds, ws], dx, xs, attrs) {
-      const g = convGeom(xs, ws, ds, attrs);
-      const M = numel(ds.slice(0, 3)), K = numel(ws.slice(0, 3)), F = ws[3];
-      const cols = h.alloc(M * K);
-      product(h, e, M, K, F, (dst) => e.pack4(dy.off, dst, M, F, F, 1), (dst) => e.pack8(w.off, dst, K, F, F, 1), cols.off);
-      h.view(dx).fill(0);
-      e.col2im(cols.off, dx.off, ...g);
-      h.release(cols);
-    },
+// Each op's driver is its own export, so a bundle carries only those of its ops (the generated
+// dlc:kernels module of compiler/codegen/bundle.ts picks them by name from `wasmOps`).
+
+export const matmul: WasmKernel = {
+  run(h, e, [a, b], [as, bs], out, os, { transA, transB }) {
+    const r = os.length, m = os[r - 2], n = os[r - 1], k = as[as.length - (transA ? 2 : 1)];
+    const batch = os.slice(0, -2);
+    const [ao, bo] = [batchOffsets(as, batch, m * k), batchOffsets(bs, batch, k * n)];
+    for (let t = 0; t < ao.length; t++)
+      product(h, e, m, n, k,
+        (dst) => e.pack4(a.off + 4 * ao[t], dst, m, k, transA ? 1 : k, transA ? m : 1),
+        (dst) => e.pack8(b.off + 4 * bo[t], dst, n, k, transB ? k : 1, transB ? 1 : n),
+        out.off + 4 * t * m * n);
   },
 };
+
+export const fused: WasmKernel = {
+  // a matmul's epilogue (ops/fused.ts): the product into a scratch block, then the program over it
+  ok: (attrs, shapes, shape, e) => !!fusedFn(e, attrs, attrs.matmul ? [shape, ...shapes.slice(2)] : shapes, shape),
+  run(h, e, ins, shapes, out, shape, attrs) {
+    const mm = attrs.matmul && h.alloc(numel(shape));
+    if (mm) {
+      matmul.run(h, e, ins, shapes, mm, shape, { transA: String(attrs.matmul)[0] === 't', transB: String(attrs.matmul)[1] === 't' });
+      [ins, shapes] = [[mm, ...ins.slice(2)], [shape, ...shapes.slice(2)]];
+    }
+    const [fn, row] = fusedFn(e, attrs, shapes, shape)!;
+    fn(out.off, numel(shape), row, ...ins.map((b) => b.off));
+    if (mm) h.release(mm);
+  },
+};
+
+export const conv2d = /* @__PURE__ */ patches(false);
+export const conv2d_backprop_filter = /* @__PURE__ */ patches(true);
+// dP [M, K] = dy [M, F]·wᵀ, then col2im adds each patch entry back to its pixel
+export const conv2d_backprop_input: WasmKernel = {
+  ok: ungrouped,
+  run(h, e, [dy, w], [ds, ws], dx, xs, attrs) {
+    const g = convGeom(xs, ws, ds, attrs);
+    const M = numel(ds.slice(0, 3)), K = numel(ws.slice(0, 3)), F = ws[3];
+    const cols = h.alloc(M * K);
+    product(h, e, M, K, F, (dst) => e.pack4(dy.off, dst, M, F, F, 1), (dst) => e.pack8(w.off, dst, K, F, F, 1), cols.off);
+    h.view(dx).fill(0);
+    e.col2im(cols.off, dx.off, ...g);
+    h.release(cols);
+  },
+};
+
+/** Every op's wasm driver: the CLI's kernel table carries them all. */
+export const wasmOps: Readonly<Record<string, WasmKernel>> = { matmul, fused, conv2d, conv2d_backprop_filter, conv2d_backprop_input };
 
 // ---------------------------------------------------------------- the executor
 
@@ -266,7 +279,7 @@ export class CpuExecutor {
   ) {}
 
   static async create(kernels: CpuKernels, m: Manifest): Promise<CpuExecutor> {
-    const source = (kernels as { wasm?: WasmSource }).wasm;
+    const source = (kernels as WasmParts).wasm;
     const h = new Heap();
     if (!source || typeof WebAssembly !== 'object' || !WebAssembly.validate(SIMD_PROBE)) return new CpuExecutor(kernels, h);
     const { exp, log, sin, cos, sign, pow } = Math;
@@ -321,7 +334,7 @@ export class CpuExecutor {
       } else if (n.op === 'const') vals[i] = constData(n, numel(shape), Float32Array);
       else if (root[i] !== i) vals[i] = vals[root[i]];
       else {
-        const wk = e && n.dtype === 'f32' ? WASM[n.op] : undefined;
+        const wk = e && n.dtype === 'f32' ? (this.kernels as WasmParts).wasmOps?.[n.op] : undefined;
         if (wk && (!wk.ok || wk.ok(n.attrs, n.inputs.map((j) => shapes[j]), shape, e!))) {
           const temps: Block[] = [];
           const ins = n.inputs.map((j) => {

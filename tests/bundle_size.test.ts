@@ -27,8 +27,14 @@ describe('model.js', () => {
     const js = await bundleJs(manifest('mnist_mlp.dlm'));
     for (const marker of ['compiler/ir/build.ts', 'compiler/ops/registry.ts', 'function make(', 'vjp', 'wgslCoords', 'runtime/lbfgs.ts', 'two-loop'])
       expect(js, marker).not.toContain(marker);
-    // only the kernels of the ops the programs run
+    // only the kernels of the ops the programs run, JS and wasm drivers alike
     expect(js).not.toContain('conv2dCpu');
+    expect(js).not.toContain('im2col');
+  });
+
+  it("of LeNet-5 carries the wasm drivers of its convolutions", async () => {
+    const js = await bundleJs(manifest('lenet5.dlm'));
+    for (const marker of ['conv2dCpu', 'im2col', 'col2im']) expect(js, marker).toContain(marker);
   });
 
   it('of an L-BFGS model carries L-BFGS', async () => {

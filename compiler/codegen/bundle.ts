@@ -8,6 +8,7 @@ import { build } from 'esbuild';
 import type { Manifest, TensorSpec } from '../../runtime/program.ts';
 import { cpuWasm } from './wasm.ts';
 import { packManifest } from '../../runtime/packed.ts';
+import { wasmOps } from '../../runtime/wasm.ts';
 
 const ENTRY = fileURLToPath(new URL('../../runtime/bundle_entry.ts', import.meta.url));
 const KERNELS = fileURLToPath(new URL('../../runtime/cpu_kernels.ts', import.meta.url));
@@ -33,11 +34,13 @@ export const WEIGHTS = 'weights.bin';
  * loads by default.
  */
 export async function bundleJs(manifest: Manifest, minify = false, weights?: string): Promise<string> {
+  const ops = kernelOps(manifest), drivers = ops.filter((op) => op in wasmOps);
   const virtual: Record<string, { contents: string; loader: 'json' | 'js' }> = {
     manifest: { contents: JSON.stringify(packManifest(manifest, weights)), loader: 'json' },
-    // the CPU kernels, and the wasm SIMD ones (kernels.wasm beside model.js: runtime/wasm.ts)
+    // the CPU kernels, the wasm drivers of those ops, and where the wasm SIMD kernels are
+    // (kernels.wasm beside model.js: runtime/wasm.ts)
     kernels: {
-      contents: `import { ${kernelOps(manifest).join(', ')} } from ${JSON.stringify(KERNELS)}; import { bundledWasm as wasm } from ${JSON.stringify(WASM)}; export default { ${[...kernelOps(manifest), 'wasm'].join(', ')} };`,
+      contents: `import { ${ops.join(', ')} } from ${JSON.stringify(KERNELS)}; import { bundledWasm as wasm${drivers.map((op) => `, ${op} as wasm_${op}`).join('')} } from ${JSON.stringify(WASM)}; export default { ${[...ops, 'wasm'].join(', ')}, wasmOps: { ${drivers.map((op) => `${op}: wasm_${op}`).join(', ')} } };`,
       loader: 'js',
     },
     'no-lbfgs': { contents: 'export function lbfgsEpoch() { throw new Error("not an L-BFGS model"); }', loader: 'js' },
