@@ -9,6 +9,7 @@ import { argKey, numel } from './shapes.ts';
 import type { Dataset } from './dataset.ts';
 import { runEpochs, type EpochStats } from './train.ts';
 import { WebGPUExecutor, requestDevice } from './webgpu.ts';
+import { readBytes } from './bytes.ts';
 
 export type Backend = 'webgpu' | 'cpu';
 
@@ -415,16 +416,7 @@ async function loadBytes(w: NonNullable<ModelOptions['weights']>): Promise<Uint8
   if (ArrayBuffer.isView(w)) return new Uint8Array(w.buffer, w.byteOffset, w.byteLength);
   const where = String(w);
   try {
-    const isNode = typeof process !== 'undefined' && !!process.versions?.node;
-    if (where.startsWith('file:') || (isNode && !/^[a-z][a-z0-9+.-]*:/i.test(where))) {
-      // A variable specifier: bundlers for the browser leave it alone, and model.js imports nothing.
-      const fs = 'node:fs/promises';
-      const { readFile } = (await import(/* @vite-ignore */ fs)) as typeof import('node:fs/promises');
-      return new Uint8Array(await readFile(where.startsWith('file:') ? new URL(where) : where));
-    }
-    const r = await fetch(where);
-    if (!r.ok) throw new Error(`HTTP ${r.status} ${r.statusText}`);
-    return new Uint8Array(await r.arrayBuffer());
+    return await readBytes(where);
   } catch (e) {
     throw new DlcInputError(`cannot load the weights from ${where}: ${(e as Error).message}`);
   }

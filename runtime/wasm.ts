@@ -12,6 +12,7 @@ import type { ArgJSON, Manifest, NodeJSON, ProgramJSON } from './program.ts';
 type Attrs = NodeJSON['attrs'];
 import { constData, type CpuKernels } from './cpu.ts';
 import { argKey, bindSymbols, nodeShapes, numel } from './shapes.ts';
+import { readBytes } from './bytes.ts';
 
 /** Where a table of CPU kernels gets the wasm kernels' bytes for a model. */
 export type WasmSource = (m: Manifest) => Promise<BufferSource>;
@@ -25,16 +26,7 @@ export interface WasmParts {
 
 /** A bundle's wasm kernels: kernels.wasm beside model.js (compiler/codegen/bundle.ts), fetched,
  *  or in Node read from disk. */
-export const bundledWasm: WasmSource = async () => {
-  const url = new URL('./kernels.wasm', import.meta.url);
-  if (url.protocol !== 'file:') {
-    const r = await fetch(url);
-    if (!r.ok) throw new Error(`${url}: HTTP ${r.status}`);
-    return r.arrayBuffer();
-  }
-  const fs = 'node:fs/promises'; // a variable: bundlers for the browser leave it alone
-  return ((await import(/* @vite-ignore */ fs)) as typeof import('node:fs/promises')).readFile(url);
-};
+export const bundledWasm: WasmSource = () => readBytes(new URL('./kernels.wasm', import.meta.url));
 
 /** The panel sizes of compiler/codegen/wasm.ts's gemm. */
 const MR = 4, NR = 8;

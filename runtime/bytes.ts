@@ -1,0 +1,16 @@
+// Reading a file the runtime needs (trained weights, the wasm kernels) from where a page or a
+// Node program finds it: fetched, or from disk for file: URLs and (in Node) plain paths.
+
+export async function readBytes(where: string | URL): Promise<Uint8Array<ArrayBuffer>> {
+  const s = String(where);
+  const isNode = typeof process !== 'undefined' && !!process.versions?.node;
+  if (s.startsWith('file:') || (isNode && !/^[a-z][a-z0-9+.-]*:/i.test(s))) {
+    // A variable specifier: bundlers for the browser leave it alone, and model.js imports nothing.
+    const fs = 'node:fs/promises';
+    const { readFile } = (await import(/* @vite-ignore */ fs)) as typeof import('node:fs/promises');
+    return new Uint8Array(await readFile(s.startsWith('file:') ? new URL(s) : s));
+  }
+  const r = await fetch(s);
+  if (!r.ok) throw new Error(`${s}: HTTP ${r.status} ${r.statusText}`);
+  return new Uint8Array(await r.arrayBuffer());
+}
