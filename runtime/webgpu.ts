@@ -68,7 +68,7 @@ export class WebGPUExecutor {
   private readonly tensors = new Map<string, Stored>();
   private readonly pipelines = new Map<string, Promise<GPUComputePipeline>>();
   private readonly layouts = new Map<number, GPUBindGroupLayout>();
-  private readonly programs = new Map<ProgramJSON, { pipelines: GPUComputePipeline[]; plans: Map<string, Plan> }>();
+  private readonly programs = new Map<ProgramJSON, { pipelines: Promise<GPUComputePipeline[]>; plans: Map<string, Plan> }>();
 
   /** Before each update overwrites a persistent tensor, its old value is copied here. */
   private readonly backups = new Map<string, GPUBuffer>();
@@ -224,20 +224,26 @@ export class WebGPUExecutor {
     return l;
   }
 
-  private async plan(p: ProgramJSON, syms: Syms): Promise<Plan> {
+  /** Starts creating `p`'s pipelines (asynchronously; each at most once); resolves when all are made. */
+  prepare(p: ProgramJSON): Promise<GPUComputePipeline[]> {
     let prog = this.programs.get(p);
     if (!prog) {
       const inputs: number[] = [];
       for (const n of p.nodes) if (n.kernel !== undefined) inputs[n.kernel] = n.inputs.length;
-      const pipelines = await Promise.all(p.kernels.map((k, i) => this.pipeline(k.name, k.wgsl, inputs[i] ?? 0)));
-      prog = { pipelines, plans: new Map() };
+      prog = { pipelines: Promise.all(p.kernels.map((k, i) => this.pipeline(k.name, k.wgsl, inputs[i] ?? 0))), plans: new Map() };
       this.programs.set(p, prog);
     }
+    return prog.pipelines;
+  }
+
+  private async plan(p: ProgramJSON, syms: Syms): Promise<Plan> {
+    const pipelines = await this.prepare(p);
+    const prog = this.programs.get(p)!;
     const key = p.symbols.map((s) => syms[s]).join(',');
     let plan = prog.plans.get(key);
     if (!plan) {
       this.device.pushErrorScope('validation');
-      plan = this.makePlan(p, prog.pipelines, syms);
+      plan = this.makePlan(p, pipelines, syms);
       const err = await this.device.popErrorScope();
       if (err) {
         for (const b of plan.owned) b.destroy();
