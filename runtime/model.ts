@@ -104,12 +104,10 @@ export class Model {
     if (opts.backend === 'webgpu' && !device) throw new Error('WebGPU was asked for, but no adapter is available');
     const exec: Executor = device ? new WebGPUExecutor(device) : await CpuExecutor.create(kernels, manifest);
     const model = new Model(manifest, device ? 'webgpu' : 'cpu', exec, kernels, seed);
-    // The pipelines compile while the initial values are computed: the training step's first, so
-    // the first step waits for nothing else, then those of the others (errors show at their runs).
-    if (exec instanceof WebGPUExecutor) {
-      const { train, evaluate, predict } = manifest.programs;
-      exec.prepare(train).then(() => Promise.all([exec.prepare(evaluate), exec.prepare(predict)])).catch(() => {});
-    }
+    // The training step's pipelines start compiling now, while the initial values are computed, so
+    // the first step waits less (errors show at its first run); evaluate's and predict's compile at
+    // their first runs.
+    if (exec instanceof WebGPUExecutor) exec.prepare(manifest.programs.train).catch(() => {});
     // Initial values are computed on the CPU, so every backend starts from the same numbers.
     const init = runCpu(manifest.programs.init, kernels, { 'hyper:key': { data: new Int32Array([seed, 0]), shape: [2] } }, Float32Array);
     for (const [k, t] of Object.entries(init.updates)) exec.write(k, t);
