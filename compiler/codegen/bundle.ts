@@ -6,7 +6,6 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import type { Manifest, TensorSpec } from '../../runtime/program.ts';
-import { cpuWasm } from './wasm.ts';
 import { packManifest } from '../../runtime/packed.ts';
 import { wasmOps } from '../../runtime/wasm.ts';
 
@@ -186,7 +185,8 @@ export async function writeBundle(manifest: Manifest, dir: string, weights?: Uin
     ['model.d.ts', typings(manifest, file)],
     ['package.json', JSON.stringify({ name: manifest.model, type: 'module', main: 'model.js', types: 'model.d.ts' }, null, 2)],
     ...(weights ? [[WEIGHTS, weights] as [string, Uint8Array]] : []),
-    ['kernels.wasm', cpuWasm(manifest)],
+    // binaryen is large: loaded only when a bundle is written, not by every dlc command
+    ['kernels.wasm', (await import('./wasm.ts')).cpuWasm(manifest)],
   ];
   const seen = new Set<string>();
   for (const p of Object.values(manifest.programs)) {
