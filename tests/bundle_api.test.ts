@@ -20,18 +20,10 @@ import { mnist } from '../cli/data.ts';
 import { Model } from '../runtime/model.ts';
 import { cpuKernels } from '../runtime/cpu_kernels.ts';
 import type { Tensor } from '../compiler/ops/types.ts';
+import { BUNDLE_SCRIPT_PRELUDE } from './support/bundle_script.ts';
 
 const SCRIPT = String.raw`
-import { readFileSync } from 'node:fs';
-import { createModel, DlcInputError } from './model.js';
-
-const here = (f) => new URL(f, import.meta.url);
-const meta = JSON.parse(readFileSync(here('data.json'), 'utf8'));
-const read = (f, T) => {
-  const b = readFileSync(here(f));
-  return new T(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
-};
-const X = read('x.f32', Float32Array), Y = read('y.i32', Int32Array);
+${BUNDLE_SCRIPT_PRELUDE}const X = read('x.f32', Float32Array), Y = read('y.i32', Int32Array);
 const N = Y.length, D = 784;
 const backend = process.argv[2];
 

@@ -14,18 +14,10 @@ import { compile } from '../compiler/compile.ts';
 import { writeBundle } from '../compiler/codegen/bundle.ts';
 import { mnist } from '../cli/data.ts';
 import type { Tensor } from '../compiler/ops/types.ts';
+import { BUNDLE_SCRIPT_PRELUDE } from './support/bundle_script.ts';
 
 const SCRIPT = String.raw`
-import { readFileSync } from 'node:fs';
-import { createModel, DlcInputError } from './model.js';
-
-const here = (f) => new URL(f, import.meta.url);
-const meta = JSON.parse(readFileSync(here('data.json'), 'utf8'));
-const read = (f, T) => {
-  const b = readFileSync(here(f));
-  return new T(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
-};
-const trainX = read('train_x.f32', Float32Array), trainY = read('train_y.i32', Int32Array);
+${BUNDLE_SCRIPT_PRELUDE}const trainX = read('train_x.f32', Float32Array), trainY = read('train_y.i32', Int32Array);
 const testX = read('test_x.f32', Float32Array), testY = read('test_y.i32', Int32Array);
 const D = 784, BATCH = 64;
 
