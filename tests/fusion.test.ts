@@ -281,6 +281,14 @@ describe('the fused op', () => {
   const mA = b.arg('input', 'mA', [2, 3, 5], 'f32');
   const mB = b.arg('input', 'mB', [4, 5], 'f32');
   const mC = b.arg('input', 'mC', ['B', 3], 'f32');
+  const mid = b.arg('input', 'mid', [2, 1, 5], 'f32');
+  const col = b.arg('input', 'col', ['B', 1], 'f32');
+  const cube = b.arg('input', 'cube', ['B', 3, 5], 'f32');
+  const plane = b.arg('input', 'plane', [3, 5], 'f32');
+  const unit = b.arg('input', 'unit', [1, 1], 'f32');
+  const row5 = b.arg('input', 'row5', [5], 'f32');
+  const col3 = b.arg('input', 'col3', ['B', 3, 1], 'f32');
+  const mid5 = b.arg('input', 'mid5', ['B', 1, 5], 'f32');
   const feeds = new Map<Node, Tensor>([
     [p, { data: Float32Array.from([0.5, -1.25, 2]), shape: [3, 1] }],
     [q, { data: Float32Array.from([1, -2, 0, 3.5]), shape: [4] }],
@@ -291,7 +299,20 @@ describe('the fused op', () => {
     [mA, { data: Float32Array.from({ length: 30 }, (_, k) => Math.cos(k)), shape: [2, 3, 5] }],
     [mB, { data: Float32Array.from({ length: 20 }, (_, k) => Math.sin(k * 0.7)), shape: [4, 5] }],
     [mC, { data: Float32Array.from({ length: 15 }, (_, k) => Math.cos(k * 1.3)), shape: [5, 3] }],
+    [mid, { data: Float32Array.from({ length: 10 }, (_, k) => Math.sin(k * 2.1)), shape: [2, 1, 5] }],
+    [col, { data: Float32Array.from({ length: 5 }, (_, k) => k - 2.5), shape: [5, 1] }],
+    [cube, { data: Float32Array.from({ length: 75 }, (_, k) => Math.sin(k * 0.3)), shape: [5, 3, 5] }],
+    [plane, { data: Float32Array.from({ length: 15 }, (_, k) => k / 7 - 1), shape: [3, 5] }],
+    [unit, { data: Float32Array.from([-0.5]), shape: [1, 1] }],
+    [row5, { data: Float32Array.from([3, -1, 0.25, 2, -2]), shape: [5] }],
+    [col3, { data: Float32Array.from({ length: 15 }, (_, k) => Math.cos(k)), shape: [5, 3, 1] }],
+    [mid5, { data: Float32Array.from({ length: 25 }, (_, k) => Math.sin(k * 1.7)), shape: [5, 1, 5] }],
   ]);
+  // one operand of each indexing form over [B, 3, 5] (wgslElementIndex)
+  const everyForm = [s, unit, row5, plane, col3, mid5].reduce(
+    (y, x) => b.add(y, x),
+    b.exp(cube),
+  );
   // each case: the unfused expression, and the fused node the pass should make of it
   const cases: [string, Node][] = [
     ['broadcast [3,1] with [4], a scalar hoisted out of the loop', b.add(b.mul(b.exp(b.sub(p, q)), b.sqrt(b.add(s, b.constant(1)))), b.neg(s))],
@@ -306,6 +327,12 @@ describe('the fused op', () => {
     ['a column sum folded into its reader (a bias gradient into its update)', b.add(b.mul(q, s), b.sum(rows, [0], false))],
     ['a max over two axes folded, of i32', b.cast(b.mul(b.reduce('reduce_max', n, [0], false), b.constant(2, 'i32')), 'f32')],
     ['a one-hot from an index ramp (iota), in a reduction too', b.add(b.select(b.binary('eq', b.iota([3, 4], 1), b.constant(2, 'i32')), b.add(q, p), b.constant(0)), b.sum(b.cast(b.binary('lt', b.iota([3, 4], 0), b.iota([3, 4], 1)), 'f32'), [1], true))],
+    // each way an operand is indexed (wgslElementIndex), over sizes that are not multiples of 4 (a
+    // thread's last quad is partial) and symbolic ones
+    ['operands of the output\'s shape, symbolic, with a column and a row broadcast', b.add(b.mul(rows, b.exp(b.neg(rows))), b.sub(col, q))],
+    ['a broadcast along a middle axis, and along two leading ones', b.div(b.sub(mA, mid), b.add(b.constant(2), b.abs(plane)))],
+    ['a symbolic leading axis over a [3, 5] run and a column', b.mul(b.sub(cube, plane), b.reshape(col, ['B', 1, 1]))],
+    ['every indexing form in one kernel', everyForm],
     ['a min of i32', b.cast(b.reduce('reduce_min', b.sub(n, b.constant(3, 'i32')), [0, 1], true), 'f32')],
     // epilogues of matrix products, read at the product's coordinates (batch dims included)
     ['a batched matmul (b transposed) with a bias and a mask', b.select(b.binary('gt', q, b.constant(0)), b.add(b.matmul(mA, mB, false, true), q), b.neg(s))],
@@ -331,6 +358,25 @@ describe('the fused op', () => {
     const got = await withExecutor((ex) => ex.run(attachKernels(optimized(y)), feedsOf(feeds)));
     // WGSL's exp and sin are less exact than Math's (sin: absolute error 2^-11)
     expectClose(got.y, want, { rtol: 2e-4, atol: 1e-3 });
+  });
+
+  it('indexes each operand as cheaply as its shape allows, decided from the IR shapes', () => {
+    const wgsl = attachKernels(optimized(everyForm)).kernels[0].wgsl;
+    const loads = wgsl.split('\n').filter((l) => /let x\d/.test(l)).map((l) => l.trim());
+    // over [B, 3, 5]: the same shape, single values, a trailing run, two leading axes broadcast, a
+    // column, a middle axis broadcast
+    expect(loads).toEqual([
+      'let x0 = in0[i];',
+      'let x1 = in1[0u];',
+      'let x2 = in2[0u];',
+      'let x3 = in3[i % M(OUT + 2u)];',
+      'let x4 = in4[i % (M(OUT + 1u) * M(OUT + 2u))];',
+      'let x5 = in5[i / M(OUT + 2u)];',
+      'let x6 = in6[(i / (M(OUT + 2u) * M(OUT + 1u))) * M(OUT + 2u) + i % M(OUT + 2u)];',
+    ]);
+    // no coordinates are split off where no operand needs them; four elements go per thread
+    expect(wgsl).not.toMatch(/rem/);
+    expect(wgsl).toMatch(/out\[i \+ 3u\] = element\(i \+ 3u\)/);
   });
 
   it('checks its program and shapes', () => {

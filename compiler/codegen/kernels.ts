@@ -16,8 +16,8 @@ export function attachKernels(p: ProgramJSON): ProgramJSON {
     const sig = {
       op: n.op,
       attrs: n.attrs,
-      inputs: n.inputs.map((i) => ({ dtype: p.nodes[i].dtype, rank: p.nodes[i].shape.length })),
-      output: { dtype: n.dtype, rank: n.shape.length },
+      inputs: n.inputs.map((i) => ({ dtype: p.nodes[i].dtype, rank: p.nodes[i].shape.length, shape: p.nodes[i].shape })),
+      output: { dtype: n.dtype, rank: n.shape.length, shape: n.shape },
       symbols: p.symbols,
     };
     const src = def.wgsl(sig);

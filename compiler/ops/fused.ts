@@ -29,10 +29,10 @@
 // run once): short code for bundles, and no eval (the wasm path, runtime/wasm.ts, is the fast one).
 // The WGSL kernel is one `let` per line with the table's expression templates.
 
-import { ShapeError, broadcastShapes, sameShape, shapeStr, type Attrs, type DType, type Dim, type Node } from '../ir/node.ts';
+import { ShapeError, broadcastShapes, sameShape, shapeStr, type Attrs, type DType, type Dim, type Node, type Shape } from '../ir/node.ts';
 import type { CpuCtx, KernelSig, OpDef, Tensor, TypedArray } from './types.ts';
 import {
-  MAIN, WGSL_BITS, alloc, rowKernel, elementwiseRows, numel, resultType, scalarRows, valueType, wgslBroadcastIndex, wgslCoords, wgslLiteral,
+  MAIN, WGSL_BITS, alloc, elementKernel, rowKernel, elementwiseRows, numel, resultType, scalarRows, valueType, wgslCoordIndex, wgslCoords, wgslElementIndex, wgslLiteral,
   type ScalarRow,
 } from './elementwise.ts';
 import { reduceCpu, reduceRows } from './reduce.ts';
@@ -253,7 +253,7 @@ function runFused(ins: Tensor[], attrs: Attrs, out: { shape: number[]; dtype: DT
 function wgslFused(sig: KernelSig) {
   const mm = product(sig.attrs);
   // the program's inputs: the product (an f32 argument of the epilogue function), then inputs 2..
-  const progIns = mm ? [{ dtype: 'f32' as DType, rank: sig.output.rank }, ...sig.inputs.slice(2)] : sig.inputs;
+  const progIns = mm ? [{ dtype: 'f32' as DType, rank: sig.output.rank, shape: sig.output.shape }, ...sig.inputs.slice(2)] : sig.inputs;
   const p = fusedProgram(codeLines(sig.attrs), progIns.map((i) => i.dtype));
   const red = reduction(sig.attrs);
   const R = red ? (sig.attrs.shape as Dim[]).length : sig.output.rank;
@@ -281,9 +281,15 @@ function wgslFused(sig: KernelSig) {
     const expr = row.wgsl(l.args.map(ref), valueType(row, l.args.map(typeOf)), l.dtype);
     return `let r${k} = ${expr};`;
   });
-  // inputs read at the output coordinates (not only reduced)
+  // inputs read at the output coordinates (not only reduced), each indexed as cheaply as its shape
+  // allows: by the output element (elementwise kernels) or by the coordinates (the others)
   const direct = new Set(p.lines.flatMap((l) => (l.axes ? [] : l.args.flatMap((a) => (a.kind === 'in' ? [a.k] : [])))));
-  const loads = progIns.flatMap((inp, k) => (!direct.has(k) || (mm && !k) ? [] : [`let x${k} = in${mm ? k + 1 : k}[${wgslBroadcastIndex(mm ? k + 1 : k, inp.rank, R)}];`]));
+  const domain = red || mm ? (sig.attrs.shape as Dim[]) : sig.output.shape;
+  const index = (shape: Shape) =>
+    red ? wgslCoordIndex(shape, domain, (a) => `d${a}`) : mm ? wgslCoordIndex(shape, domain, (a) => `M(OUT + ${a}u)`) : wgslElementIndex(shape, domain);
+  const loads = progIns.flatMap((inp, k) => (!direct.has(k) || (mm && !k) ? [] : [`let x${k} = in${mm ? k + 1 : k}[${index(inp.shape)}];`]));
+  // the output coordinates that iota and reduction lines read, from the outermost one in
+  const from = Math.min(R, ...p.lines.map((l) => (l.axis ?? (l.axes ? R - progIns[(l.args[0] as { k: number }).k].rank + l.axes.length : R))));
   const last = `r${p.lines.length - 1}`;
   let pre = [...fns].join('\n');
   if ((bits || red) && !pre.includes('fn bits_f32')) pre = `${WGSL_BITS}\n${pre}`;
@@ -298,24 +304,14 @@ fn epilogue(x0: f32, ${coords.join(', ')}) -> ${wgslType[p.dtype]} {
 }`;
     return matmulWgsl(sig, mm.transA, mm.transB, epilogue);
   }
-  if (!red) {
-    const code = `${pre}
-${MAIN} {
-  let i = thread_id(gid, nwg);
-  if (i >= M(0u)) { return; }
-  ${wgslCoords(R)}
-  ${loads.join('\n  ')}
-  ${lines.join('\n  ')}
-  out[i] = ${last};
-}`;
-    return { code, grid: { kind: 'elements' as const } };
-  }
+  if (!red) return elementKernel(pre, p.dtype, [...(from < R ? [wgslCoords(R, from)] : []), ...loads, ...lines], last, p.lines.some((l) => l.axes));
   // One invocation per output element: its kept coordinates from the thread id, then a loop over
   // the reduced positions evaluating the program at each.
   const row = reduceRows[red.op];
   const dims = (sig.attrs.shape as Dim[]).map((d, k) => `let d${k} = ${typeof d === 'number' ? `${d}u` : `M(SYM_${d})`};`);
   const axes = Array.from({ length: R }, (_, k) => k);
-  const walk = (ks: number[], v: string) => [...ks].reverse().map((k) => `c${k} = ${v} % d${k}; ${v} = ${v} / d${k};`).join(' ');
+  // the outermost coordinate of a walk is what is left (below the count of the walked positions)
+  const walk = (ks: number[], v: string) => [...ks].reverse().map((k, j) => (j < ks.length - 1 ? `c${k} = ${v} % d${k}; ${v} = ${v} / d${k};` : `c${k} = ${v};`)).join(' ');
   const kept = axes.filter((k) => !red.axes.includes(k));
   const code = `${pre}
 ${MAIN} {
@@ -357,7 +353,7 @@ function reductionLine(l: Line, k: number, rank: number, R: number): string {
     ${row.init(l.dtype)}
     for (var q = 0u; q < cnt; q++) {
       var s = q;
-      ${[...axes].reverse().map((a) => `let u${a} = s % ${d(a)}; s = s / ${d(a)};`).join(' ')}
+      ${[...axes].reverse().map((a, j) => (j < axes.length - 1 ? `let u${a} = s % ${d(a)}; s = s / ${d(a)};` : `let u${a} = s;`)).join(' ')}
       let v = in${K}[${index}];
       ${row.step}
     }

@@ -33,8 +33,11 @@ export type CpuKernel = (inputs: Tensor[], attrs: Attrs, out: { shape: number[];
 export interface KernelSig {
   op: string;
   attrs: Attrs;
-  inputs: { dtype: DType; rank: number }[];
-  output: { dtype: DType; rank: number };
+  /** `shape` is the IR's (symbolic dims by name). A template may specialize on which dims are 1
+   *  and which are equal (an operand of the output's shape reads element i, with no index math),
+   *  not on other sizes, so that one pipeline still serves every size. */
+  inputs: { dtype: DType; rank: number; shape: Shape }[];
+  output: { dtype: DType; rank: number; shape: Shape };
   /** The program's symbolic dimensions, in the order their values follow in `meta`. */
   symbols: readonly string[];
 }
