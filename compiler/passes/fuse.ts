@@ -158,6 +158,16 @@ export function fusionGroups(g: Graph): { order: Node[]; groupsOf: Map<Node, Gro
     sources.add(n);
   };
 
+  /** Makes `n` a member of each planned group, read there at its view, with the group's new frontier. */
+  const enter = (n: Node, plans: [Group, Shape, Map<string, Node>][]): void => {
+    for (const [gr, view, f] of plans) {
+      gr.members.add(n);
+      gr.views.set(n, view);
+      gr.frontier = f;
+    }
+    groupsOf.set(n, plans.map(([gr]) => gr));
+  };
+
   /** Folds reduction `n` into every group that reads it, if it can be (see FOLD). */
   const folded = new Set<Node>();
   const fold = (n: Node): boolean => {
@@ -177,12 +187,7 @@ export function fusionGroups(g: Graph): { order: Node[]; groupsOf: Map<Node, Gro
       if (inputCount(gr, f) > MAX_FUSED_INPUTS) return false;
       plans.push([gr, view, f]);
     }
-    for (const [gr, view, f] of plans) {
-      gr.members.add(n);
-      gr.views.set(n, view);
-      gr.frontier = f;
-    }
-    groupsOf.set(n, plans.map(([gr]) => gr));
+    enter(n, plans);
     folded.add(n);
     return true;
   };
@@ -212,12 +217,7 @@ export function fusionGroups(g: Graph): { order: Node[]; groupsOf: Map<Node, Gro
         if (inputCount(gr, f) > MAX_FUSED_INPUTS) break join;
         plans.push([gr, view, f]);
       }
-      for (const [gr, view, f] of plans) {
-        gr.members.add(n);
-        gr.views.set(n, view);
-        gr.frontier = f;
-      }
-      groupsOf.set(n, target);
+      enter(n, plans);
       continue;
     }
     groupsOf.set(n, start(n, n.shape));
