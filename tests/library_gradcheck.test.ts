@@ -15,6 +15,7 @@ import { convOutSize } from '../compiler/ops/conv.ts';
 import { vjp } from '../compiler/autodiff/vjp.ts';
 import { Model } from '../runtime/model.ts';
 import { cpuKernels } from '../runtime/cpu_kernels.ts';
+import { numel } from '../runtime/shapes.ts';
 import { arbShape, arbTensor, evalCpu, gradcheck, rng } from './support/harness.ts';
 import { compileModel, float, libraryFn, libraryLayer, libraryMethod, modelGradcheck, scheduleLr, type Hyper, type InputSpec } from './support/dlm.ts';
 
@@ -24,7 +25,6 @@ const RUNS = 200 * SCALE; // cheap entries
 const HEAVY = 100 * SCALE; // layers with several parameters, convolutions, pooling
 const TOL = 1e-6; // the harness's rule: |a - b| / max(Σ|vjp_j t_j|, |b|, 1e-8), ε = 1e-6 · max(1, max|x|)
 
-const numel = (s: readonly number[]) => s.reduce((p, d) => p * d, 1);
 /** Seeds of gradcheck whose first 16 draws (the cotangent, then the directions) are at least 0.05
  *  from 0: with one or two elements a tiny ⟨ct, t⟩ would leave the derivative under the roundoff of
  *  f(x ± h), which does not shrink with it. Larger cases average over many draws. */

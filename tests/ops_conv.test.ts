@@ -12,15 +12,12 @@ import { ShapeError, type Node } from '../compiler/ir/node.ts';
 import { topo } from '../compiler/ir/graph.ts';
 import { vjp } from '../compiler/autodiff/vjp.ts';
 import { convOutSize, convPadding, type ConvOpts } from '../compiler/ops/conv.ts';
-import type { Tensor } from '../compiler/ops/types.ts';
-import { arbTensor, evalCpu, evalWebGPU, expectClose, gpuDevice, gradcheck, randomTensor } from './support/harness.ts';
+import { numel } from '../runtime/shapes.ts';
+import { arbTensor, evalCpu, evalWebGPU, expectClose, gpuDevice, gradcheck, input, randomTensor, t } from './support/harness.ts';
 
 const gpu = await gpuDevice();
 await tf.setBackend('cpu');
 
-const numel = (s: readonly number[]) => s.reduce((p, d) => p * d, 1);
-const t = (data: number[], shape: number[]): Tensor => ({ data: Float32Array.from(data), shape });
-const input = (name: string, shape: (number | string)[]) => b.arg('input', name, shape, 'f32');
 
 /** A convolution's geometry: image [B, H, W, C], filter [KH, KW, C/G, F], and its attributes. */
 interface Geometry {

@@ -8,7 +8,7 @@ import { ShapeError, broadcastShapes, type DType, type Node } from '../compiler/
 import type { BinaryKind, UnaryKind } from '../compiler/ops/registry.ts';
 import type { Tensor } from '../compiler/ops/types.ts';
 import { vjp } from '../compiler/autodiff/vjp.ts';
-import { arbBroadcastShapes, arbShape, arbTensor, evalCpu, evalWebGPU, expectClose, gpuDevice, gradcheck } from './support/harness.ts';
+import { arbBroadcastShapes, arbShape, arbTensor, evalCpu, evalWebGPU, expectClose, gpuDevice, gradcheck, t } from './support/harness.ts';
 
 const gpu = await gpuDevice();
 const RUNS = 100;
@@ -125,7 +125,6 @@ describe('elementwise gradient rules', () => {
 
 // ---------------------------------------------------------------- WGSL vs CPU float32
 
-const t = (data: number[], shape: number[]): Tensor => ({ data: Float32Array.from(data), shape });
 const ti = (data: number[], shape: number[]): Tensor => ({ data: Int32Array.from(data), shape });
 
 /** Shapes for the kernel comparisons: random broadcasting pairs, scalars, several workgroups. */

@@ -7,10 +7,9 @@ import * as b from '../compiler/ir/build.ts';
 import { ShapeError, type Node } from '../compiler/ir/node.ts';
 import type { Tensor } from '../compiler/ops/types.ts';
 import { vjp } from '../compiler/autodiff/vjp.ts';
-import { arbShape, arbTensor, evalCpu, evalWebGPU, expectClose, gpuDevice, gradcheck } from './support/harness.ts';
+import { arbShape, arbTensor, evalCpu, evalWebGPU, expectClose, gpuDevice, gradcheck, t } from './support/harness.ts';
 
 const gpu = await gpuDevice();
-const t = (data: number[], shape: number[]): Tensor => ({ data: Float32Array.from(data), shape });
 const ti = (data: number[], shape: number[]): Tensor => ({ data: Int32Array.from(data), shape });
 
 /** Values [...s, n] and indices [...s] in [-1, n]: mostly in range, sometimes just outside. */

@@ -7,10 +7,9 @@ import * as b from '../compiler/ir/build.ts';
 import { ShapeError, make, type Node } from '../compiler/ir/node.ts';
 import type { Tensor } from '../compiler/ops/types.ts';
 import { randomBits } from '../compiler/ops/random.ts';
-import { arbShape, evalCpu, evalWebGPU, expectClose, gpuDevice } from './support/harness.ts';
+import { arbShape, evalCpu, evalWebGPU, expectClose, gpuDevice, t } from './support/harness.ts';
 
 const gpu = await gpuDevice();
-const t = (data: number[], shape: number[]): Tensor => ({ data: Float32Array.from(data), shape });
 const ti = (data: number[], shape: number[]): Tensor => ({ data: Int32Array.from(data), shape });
 
 /** Every backend (f64 and f32 CPU, WebGPU when present) gives exactly `want`. */

@@ -7,11 +7,9 @@ import * as b from '../compiler/ir/build.ts';
 import { ShapeError, type Node } from '../compiler/ir/node.ts';
 import { topo } from '../compiler/ir/graph.ts';
 import { vjp } from '../compiler/autodiff/vjp.ts';
-import type { Tensor } from '../compiler/ops/types.ts';
-import { arbBroadcastShapes, arbTensor, evalCpu, evalWebGPU, expectClose, gpuDevice, gradcheck, randomTensor } from './support/harness.ts';
+import { arbBroadcastShapes, arbTensor, evalCpu, evalWebGPU, expectClose, gpuDevice, gradcheck, randomTensor, t } from './support/harness.ts';
 
 const gpu = await gpuDevice();
-const t = (data: number[], shape: number[]): Tensor => ({ data: Float32Array.from(data), shape });
 
 /** Operand shapes for a [...batch, m, n] product over k, each read as stored (transposed or not). */
 const operands = (sa: number[], sb: number[], [m, k, n]: number[], transA: boolean, transB: boolean) => [

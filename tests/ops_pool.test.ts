@@ -14,14 +14,12 @@ import { vjp } from '../compiler/autodiff/vjp.ts';
 import { convOutSize, convPadding } from '../compiler/ops/conv.ts';
 import type { PoolOpts } from '../compiler/ops/pool.ts';
 import type { Tensor } from '../compiler/ops/types.ts';
-import { arbTensor, evalCpu, evalWebGPU, expectClose, gpuDevice, gradcheck, randomTensor } from './support/harness.ts';
+import { numel } from '../runtime/shapes.ts';
+import { arbTensor, evalCpu, evalWebGPU, expectClose, gpuDevice, gradcheck, input, randomTensor, t } from './support/harness.ts';
 
 const gpu = await gpuDevice();
 await tf.setBackend('cpu');
 
-const numel = (s: readonly number[]) => s.reduce((p, d) => p * d, 1);
-const t = (data: number[], shape: number[]): Tensor => ({ data: Float32Array.from(data), shape });
-const input = (name: string, shape: (number | string)[]) => b.arg('input', name, shape, 'f32');
 
 interface Geometry {
   x: number[];

@@ -8,13 +8,12 @@ import { ShapeError, type DType, type Node } from '../compiler/ir/node.ts';
 import type { ReduceKind } from '../compiler/ops/registry.ts';
 import type { Tensor } from '../compiler/ops/types.ts';
 import { vjp } from '../compiler/autodiff/vjp.ts';
-import { arbShape, arbTensor, evalCpu, evalWebGPU, expectClose, gpuDevice, gradcheck } from './support/harness.ts';
+import { numel } from '../runtime/shapes.ts';
+import { arbShape, arbTensor, evalCpu, evalWebGPU, expectClose, gpuDevice, gradcheck, t } from './support/harness.ts';
 
 const gpu = await gpuDevice();
 const REDUCE: ReduceKind[] = ['sum', 'mean', 'reduce_max', 'reduce_min'];
 
-const numel = (s: readonly number[]) => s.reduce((p, d) => p * d, 1);
-const t = (data: number[], shape: number[]): Tensor => ({ data: Float32Array.from(data), shape });
 const ti = (data: number[], shape: number[]): Tensor => ({ data: Int32Array.from(data), shape });
 
 /** A shape, a sorted subset of its axes and keepdims. */

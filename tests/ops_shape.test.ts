@@ -7,11 +7,10 @@ import * as b from '../compiler/ir/build.ts';
 import { ShapeError, broadcastShapes, type DType, type Dim, type Node } from '../compiler/ir/node.ts';
 import type { Tensor } from '../compiler/ops/types.ts';
 import { vjp } from '../compiler/autodiff/vjp.ts';
-import { arbBroadcastShapes, arbShape, arbTensor, evalCpu, evalWebGPU, expectClose, gpuDevice, gradcheck, programOf } from './support/harness.ts';
+import { arbBroadcastShapes, arbShape, arbTensor, evalCpu, evalWebGPU, expectClose, gpuDevice, gradcheck, programOf, t } from './support/harness.ts';
 
 const gpu = await gpuDevice();
 const RUNS = 100;
-const t = (data: number[], shape: number[]): Tensor => ({ data: Float32Array.from(data), shape });
 const seed = fc.integer({ min: 1, max: 2 ** 30 });
 const range = (n: number) => Array.from({ length: n }, (_, k) => k);
 

@@ -12,10 +12,9 @@ import { runCpu } from '../runtime/cpu.ts';
 import { cpuKernels } from '../runtime/cpu_kernels.ts';
 import { bindSymbols, nodeShapes, strides } from '../runtime/shapes.ts';
 import { workgroups } from '../runtime/webgpu.ts';
-import { evalCpu, evalWebGPU, expectClose, feedsOf, gpuDevice, randomTensor, withExecutor } from './support/harness.ts';
+import { evalCpu, evalWebGPU, expectClose, feedsOf, gpuDevice, randomTensor, t, withExecutor } from './support/harness.ts';
 
 const gpu = await gpuDevice();
-const t = (data: number[], shape: number[]): Tensor => ({ data: Float32Array.from(data), shape });
 
 describe('shapes', () => {
   // Two args of different roles share the name `x`: they are keyed `input:x` and `param:x`.

@@ -21,7 +21,7 @@ import { Model } from '../runtime/model.ts';
 import { CpuExecutor } from '../runtime/wasm.ts';
 import type { Manifest } from '../runtime/program.ts';
 import { cpuWasm, fusedKey } from '../compiler/codegen/wasm.ts';
-import { evalCpu, expectClose, feedsOf, programOf, randomTensor } from './support/harness.ts';
+import { evalCpu, expectClose, feedsOf, input, programOf, randomTensor } from './support/harness.ts';
 
 const wasm = await CpuExecutor.create(cpuKernels, compile('examples/mnist_mlp.dlm').manifest!);
 
@@ -41,7 +41,6 @@ async function agree(outputs: Node[], args: Node[], shapes: number[][], seed: nu
   });
 }
 
-const input = (name: string, shape: number[]) => b.arg('input', name, shape, 'f32');
 
 describe('wasm matmul', () => {
   it('runs the wasm kernels here (Node 20 has SIMD)', () => expect(wasm.wasm).toBe(true));

@@ -16,6 +16,12 @@ import { WebGPUExecutor } from '../../runtime/webgpu.ts';
 
 // ---------------------------------------------------------------- evaluation
 
+/** An f32 tensor from plain numbers. */
+export const t = (data: number[], shape: number[]): Tensor => ({ data: Float32Array.from(data), shape });
+
+/** An f32 input argument of the graph under test. */
+export const input = (name: string, shape: (number | string)[]): Node => arg('input', name, shape, 'f32');
+
 /** The program computing `outputs` as `out0`, `out1`, ... (WGSL kernels attached for WebGPU). */
 export function programOf(outputs: readonly Node[], kernels = true): ProgramJSON {
   const p = toProgram({ outputs: outputs.map((node, i) => ({ name: `out${i}`, node })), updates: [] });
