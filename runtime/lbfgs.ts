@@ -176,42 +176,34 @@ export class Lbfgs {
     for (;;) {
       const d = quasiNewton ? this.direction(c.g) : c.g.map((v) => -v);
       const dg = dot(c.g, d);
-      if (!(dg < 0)) {
-        // Not a descent direction (rounding in the memory): start over along -g.
-        if (!quasiNewton) {
-          this.stalled = c;
-          return done(0, true);
+      // Not a descent direction (rounding in the memory): no search, start over along -g.
+      if (dg < 0) {
+        const lr = hyper(this.hypers, 'lr');
+        const t0 = quasiNewton ? lr : lr * Math.min(1, 1 / gnorm);
+        const found = await this.lineSearch(c, d, dg, t0);
+        if (found) {
+          await this.write(found.p.x);
+          const s = found.p.x.map((v, i) => v - c.x[i]);
+          const y = found.p.g.map((v, i) => v - c.g[i]);
+          const sy = dot(s, y);
+          if (sy > 1e-10 * dot(y, y) && sy > 0) {
+            this.s.push(s);
+            this.y.push(y);
+          }
+          const keep = Math.max(1, Math.floor(hyper(this.hypers, 'history')));
+          while (this.s.length > keep) {
+            this.s.shift();
+            this.y.shift();
+          }
+          this.cur = { ...found.p, step: this.model.step };
+          this.model.step++;
+          if (this.stepDependent) this.cur.step = -1; // the next objective has a new random key
+          return done(found.t, false);
         }
-        quasiNewton = false;
-        this.s = [];
-        this.y = [];
-        continue;
+        // Nothing along d decreases the loss: the parameters back, then as for no descent.
+        await this.write(c.x);
       }
-      const lr = hyper(this.hypers, 'lr');
-      const t0 = quasiNewton ? lr : lr * Math.min(1, 1 / gnorm);
-      const found = await this.lineSearch(c, d, dg, t0);
-      if (found) {
-        await this.write(found.p.x);
-        const s = found.p.x.map((v, i) => v - c.x[i]);
-        const y = found.p.g.map((v, i) => v - c.g[i]);
-        const sy = dot(s, y);
-        if (sy > 1e-10 * dot(y, y) && sy > 0) {
-          this.s.push(s);
-          this.y.push(y);
-        }
-        const keep = Math.max(1, Math.floor(hyper(this.hypers, 'history')));
-        while (this.s.length > keep) {
-          this.s.shift();
-          this.y.shift();
-        }
-        this.cur = { ...found.p, step: this.model.step };
-        this.model.step++;
-        if (this.stepDependent) this.cur.step = -1; // the next objective has a new random key
-        return done(found.t, false);
-      }
-      // Nothing along d decreases the loss: retry along -g once, then give up (until the point or
-      // the objective changes).
-      await this.write(c.x);
+      // Retry along -g once, then give up (until the point or the objective changes).
       if (!quasiNewton) {
         this.stalled = c;
         return done(0, true);
