@@ -6,7 +6,7 @@
 // buffer. A node's inputs are live until it has run, so no kernel reads the buffer it writes
 // (WebGPU forbids binding one buffer as read-only and writable in one dispatch).
 
-import type { ProgramJSON } from './program.ts';
+import type { NodeJSON, ProgramJSON } from './program.ts';
 import { numel } from './shapes.ts';
 
 export interface MemoryPlan {
@@ -16,17 +16,25 @@ export interface MemoryPlan {
   sizes: number[];
 }
 
+/** The lifetimes of a program's values: each node's home (itself, or through aliases the node
+ *  whose value it is) and, by home, the last node that reads it (-1: none; Infinity: an output or
+ *  update, read after the run). The CPU executor shares it. */
+export function lifetimes(p: ProgramJSON, isAlias: (n: NodeJSON) => boolean): { home: number[]; last: number[] } {
+  const home = p.nodes.map((_, i) => i);
+  const last = p.nodes.map(() => -1);
+  p.nodes.forEach((n, i) => {
+    if (isAlias(n)) home[i] = home[n.inputs[0]];
+    for (const j of n.inputs) last[home[j]] = i;
+  });
+  for (const r of [...p.outputs, ...p.updates]) last[home[r.node]] = Infinity;
+  return { home, last };
+}
+
 /** `shapes`: each node's concrete shape (`nodeShapes`). */
 export function planMemory(p: ProgramJSON, shapes: readonly number[][]): MemoryPlan {
   const nodes = p.nodes;
-  // the node whose buffer each node is: itself, or through aliases its first non-alias source
-  const home = nodes.map((_, i) => i);
-  nodes.forEach((n, i) => {
-    if (n.kernel === undefined && n.op !== 'const' && n.op !== 'arg') home[i] = home[n.inputs[0]];
-  });
-  const last = nodes.map((_, i) => i);
-  nodes.forEach((n, i) => n.inputs.forEach((j) => (last[home[j]] = i)));
-  const pinned = new Set([...p.outputs, ...p.updates].map((o) => home[o.node]));
+  // aliases (reshape) are the nodes with no kernel that are neither leaves nor constants
+  const { home, last } = lifetimes(p, (n) => n.kernel === undefined && n.op !== 'const' && n.op !== 'arg');
 
   const buffer = new Array<number>(nodes.length).fill(-1);
   const sizes: number[] = [];
@@ -44,12 +52,12 @@ export function planMemory(p: ProgramJSON, shapes: readonly number[][]): MemoryP
     if (home[i] !== i) buffer[i] = buffer[home[i]];
     else if (n.op !== 'arg') {
       const size = numel(shapes[i]) * 4;
-      const own = n.op === 'const' || pinned.has(i);
+      const own = n.op === 'const' || last[i] === Infinity;
       let b = own ? -1 : reuse(size);
       if (b < 0) b = sizes.push(0) - 1;
       sizes[b] = Math.max(sizes[b], size);
       buffer[i] = b;
-      if (!own) dying[last[i]].push(b);
+      if (!own) dying[Math.max(last[i], i)].push(b); // unread: free right after it is made
     }
     // buffers whose last reader is this node are free for the nodes after it
     free.push(...dying[i]);

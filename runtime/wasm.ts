@@ -13,6 +13,7 @@ type Attrs = NodeJSON['attrs'];
 import { constData, type CpuKernels } from './cpu.ts';
 import { argKey, bindSymbols, nodeShapes, numel } from './shapes.ts';
 import { readBytes } from './bytes.ts';
+import { lifetimes } from './memory.ts';
 
 /** Where a table of CPU kernels gets the wasm kernels' bytes for a model. */
 export type WasmSource = (m: Manifest) => Promise<BufferSource>;
@@ -236,13 +237,7 @@ const plans = new WeakMap<ProgramJSON, Plan>();
 function plan(p: ProgramJSON, kernels: CpuKernels): Plan {
   let pl = plans.get(p);
   if (pl) return pl;
-  const root = p.nodes.map((_, i) => i);
-  const end = p.nodes.map(() => -1);
-  p.nodes.forEach((n, i) => {
-    if (kernels[n.op] === 'alias') root[i] = root[n.inputs[0]];
-    for (const j of n.inputs) end[root[j]] = i;
-  });
-  for (const r of [...p.outputs, ...p.updates]) end[root[r.node]] = Infinity;
+  const { home: root, last: end } = lifetimes(p, (n) => kernels[n.op] === 'alias');
   const arg = p.nodes.map((): ArgJSON | undefined => undefined);
   for (const a of p.args) arg[a.node] = a;
   pl = { root, end, arg };
