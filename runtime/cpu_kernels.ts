@@ -23,7 +23,7 @@ export {
   maxPool2dGatherCpu as max_pool2d_gather,
 } from '../compiler/ops/pool.ts';
 export { fusedCpu as fused } from '../compiler/ops/fused.ts';
-export const reshape = 'alias';
+export const reshape = 'alias', stop_gradient = 'alias';
 
 /** `table[op]` by a call marked pure: a bundle keeps only the ones it imports (esbuild keeps a whole
  *  destructuring). */

@@ -171,6 +171,7 @@ const rows: Record<string, Lowering> = {
     const one = dims.filter((d) => typeof d === 'string').length === 1;
     b.node('Reshape', [x[0], b.shape(dims, () => (one ? -1 : undefined))], undefined, out, n.src);
   },
+  stop_gradient: same('Identity'),
   transpose: same('Transpose', (n) => ({ perm: n.attrs.perm as number[] })),
   // Expand broadcasts both ways: a 1 keeps the input's own dim where it already is the symbol.
   broadcast: ({ b, n, x, inputs, out }) => {

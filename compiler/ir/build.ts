@@ -62,6 +62,8 @@ export const argmax = (x: Node, axis: number): Node => make('argmax', [x], { axi
 export const matmul = (a: Node, b: Node, transA = false, transB = false): Node => make('matmul', [a, b], { transA, transB });
 
 export const reshape = (x: Node, shape: Shape): Node => make('reshape', [x], { shape: [...shape] });
+/** x, through which autodiff sends no gradient (ops/shape.ts). */
+export const stopGradient = (x: Node): Node => make('stop_gradient', [x]);
 export const transpose = (x: Node, perm: readonly number[]): Node => make('transpose', [x], { perm: [...perm] });
 export const broadcast = (x: Node, shape: Shape): Node => make('broadcast', [x], { shape: [...shape] });
 /** Per-axis begin/end/step; ends may be symbolic (a whole axis). */

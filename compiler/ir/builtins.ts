@@ -138,6 +138,8 @@ export const builtins: Record<string, Builtin> = {
       return ir.argmax(t, axesOf(axis, t, ctx, span)[0]);
     },
   },
+  /** x, but gradients stop here: autodiff treats it as a constant. */
+  stop_gradient: { params: ['x'], call: ({ x }, ctx, span) => ir.stopGradient(ctx.tensor(x, span)) },
   /** Convert to f32 (bools become 0/1). */
   float: { params: ['x'], call: ({ x }, ctx, span) => float(ctx.tensor(x, span)) },
   /** Convert to i32 (truncating). */

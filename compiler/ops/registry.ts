@@ -26,7 +26,7 @@ export type OpKind =
   | UnaryKind | BinaryKind | 'select'
   | ReduceKind | 'argmax'
   | 'matmul'
-  | 'reshape' | 'transpose' | 'broadcast' | 'slice' | 'concat'
+  | 'reshape' | 'transpose' | 'broadcast' | 'slice' | 'concat' | 'stop_gradient'
   | 'take'
   | 'rand'
   | 'conv2d' | 'conv2d_backprop_input' | 'conv2d_backprop_filter'

@@ -1,6 +1,6 @@
-// Data movement: reshape, transpose, broadcast, slice, concat. Each output element is one input
-// element at an affine index of the output coordinates: the CPU kernels gather through `boxOffsets`
-// and the WGSL templates through `flatWgsl`.
+// Data movement: reshape, transpose, broadcast, slice, concat, and stop_gradient (an alias like
+// reshape). Each output element is one input element at an affine index of the output
+// coordinates: the CPU kernels gather through `boxOffsets` and the WGSL templates through `flatWgsl`.
 
 import { broadcast, concat, constant, reshape, slice, transpose } from '../ir/build.ts';
 import { ShapeError, normAxis, shapeStr, type DType, type Dim, type Node, type Shape } from '../ir/node.ts';
@@ -137,6 +137,15 @@ export const shapeOps = {
     },
     vjp: (node, ct) => [reshape(ct, node.inputs[0].shape)],
     cpu: ([x]) => x.data,
+    alias: true,
+  },
+
+  /** x itself, with no gradient: the identity to autodiff's walk, which sends nothing through it
+   *  (a target network's output, the max a stable softmax subtracts). Simplification removes it
+   *  after autodiff; where it stays (no passes) it aliases its input like reshape. */
+  stop_gradient: {
+    shape: ([x]) => ({ shape: x.shape, dtype: x.dtype }),
+    vjp: () => [null],
     alias: true,
   },
 

@@ -2,8 +2,8 @@
 // zero: x + 0 is x here). Broadcasts move out of elementwise ops (which broadcast by themselves), so
 // the materialized broadcasts of scalars (the optimizer's lr, beta1, ...) disappear, and identities
 // (x*1, x+0, x-0, x/1, x^1, neg(neg x), reshape of reshape, casts and broadcasts to what x already
-// is) fold away. The constant-folding rules run in the same walk, so what simplification exposes is
-// folded too.
+// is, stop_gradient once autodiff has run) fold away. The constant-folding rules run in the same
+// walk, so what simplification exposes is folded too.
 
 import * as b from '../ir/build.ts';
 import { broadcastShapes, sameShape, staticSize, type Node } from '../ir/node.ts';
@@ -71,6 +71,8 @@ export const algebraRules: Rule<any>[] = [
   rule('sub-neg', (n) => n.op === 'sub' && n.inputs[1].op === 'neg' && n.dtype === 'f32', (n) => b.add(n.inputs[0], n.inputs[1].inputs[0])),
   rule('add-neg', (n) => n.op === 'add' && n.inputs[1].op === 'neg' && n.dtype === 'f32', (n) => b.sub(n.inputs[0], n.inputs[1].inputs[0])),
   rule('select-same', (n) => n.op === 'select' && n.inputs[1] === n.inputs[2] && fits(n.inputs[1], n), (n) => n.inputs[1]),
+  // Autodiff has run: stop_gradient is the identity now.
+  rule('stop-gradient', (n) => n.op === 'stop_gradient', (n) => n.inputs[0]),
   rule('cast-same', (n) => n.op === 'cast' && n.inputs[0].dtype === n.dtype, (n) => n.inputs[0]),
   rule('reshape-same', (n) => n.op === 'reshape' && sameShape(n.inputs[0].shape, n.shape), (n) => n.inputs[0]),
   rule('reshape-reshape', (n) => n.op === 'reshape' && n.inputs[0].op === 'reshape', (n) => b.reshape(n.inputs[0].inputs[0], n.shape)),
