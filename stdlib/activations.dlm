@@ -18,19 +18,22 @@ fn tanh(x) = 2 * sigmoid(2 * x) - 1
 fn softplus(x) = (x >= 0 ? x : 0.0) + log(1 + exp(x >= 0 ? -x : x))
 fn swish(x) = x * sigmoid(x)
 
-# Softmax over an axis, with the max subtracted so exp never overflows.
+# Softmax over an axis, with the max subtracted so exp never overflows. These three do not depend
+# on the shift, so the gradient through the max is zero (its terms cancel): stop_gradient spares
+# autodiff building them, as JAX's logsumexp does.
 fn softmax(x, axis = -1) {
-  e = exp(x - max(x, axis: axis, keepdims: true))
+  e = exp(x - stop_gradient(max(x, axis: axis, keepdims: true)))
   return e / sum(e, axis: axis, keepdims: true)
 }
 
 fn logsumexp(x, axis = -1) {
-  m = max(x, axis: axis, keepdims: true)
-  return log(sum(exp(x - m), axis: axis)) + max(x, axis: axis)
+  m = stop_gradient(max(x, axis: axis, keepdims: true))
+  s = log(sum(exp(x - m), axis: axis))
+  return s + reshape(m, shape(s))
 }
 
 fn log_softmax(x, axis = -1) {
-  m = max(x, axis: axis, keepdims: true)
+  m = stop_gradient(max(x, axis: axis, keepdims: true))
   return x - m - log(sum(exp(x - m), axis: axis, keepdims: true))
 }
 

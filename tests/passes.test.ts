@@ -228,7 +228,7 @@ describe('dlc compile --dump / --stats, dlc graph', () => {
     expect(r.stdout).toMatch(/^# mnist_mlp: program train, after pass fuse$/m);
     expect(r.stdout).toMatch(/^%\d+ = fused %\d+, %\d+ \{r0 = add i0 i1; r1 = max r0 f32:0\} : f32\[B, 256\]/m);
     expect(r.stdout).toMatch(/^update param h\.dense_0\.w = %\d+$/m);
-    expect(r.stdout).toMatch(/^train +\d+ -> \d+ +\d+ -> \d+ +167 -> \d+ /m);
+    expect(r.stdout).toMatch(/^train +\d+ -> \d+ +\d+ -> \d+ +152 -> \d+ /m);
     expect(r.stdout).toMatch(/^dispatches per training step: \d+$/m);
     expect(r.stdout).toMatch(/^model\.js: [\d.]+ KiB minified, [\d.]+ KiB gzipped$/m);
     const lowered = await dlc('compile', 'examples/linear_regression.dlm', '-o', join(dir, 'c'), '--dump', 'lowered');
