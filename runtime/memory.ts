@@ -10,7 +10,8 @@ import type { NodeJSON, ProgramJSON } from './program.ts';
 import { numel } from './shapes.ts';
 
 export interface MemoryPlan {
-  /** Each node's buffer (an index into `sizes`), -1 for arguments and their aliases. */
+  /** Each node's buffer (an index into `sizes`), -1 for arguments and their aliases and for nodes
+   *  that only live inside another node's kernel. */
   buffer: number[];
   /** Bytes of each buffer. */
   sizes: number[];
@@ -24,7 +25,9 @@ export function lifetimes(p: ProgramJSON, isAlias: (n: NodeJSON) => boolean): { 
   const last = p.nodes.map(() => -1);
   p.nodes.forEach((n, i) => {
     if (isAlias(n)) home[i] = home[n.inputs[0]];
-    for (const j of n.inputs) last[home[j]] = i;
+    // a node that another node's dispatch computes reads its inputs there (the executors that run
+    // it on its own read them earlier: holding them longer is safe)
+    for (const j of n.inputs) last[home[j]] = Math.max(last[home[j]], n.by ?? i);
   });
   for (const r of [...p.outputs, ...p.updates]) last[home[r.node]] = Infinity;
   return { home, last };
@@ -33,8 +36,9 @@ export function lifetimes(p: ProgramJSON, isAlias: (n: NodeJSON) => boolean): { 
 /** `shapes`: each node's concrete shape (`nodeShapes`). */
 export function planMemory(p: ProgramJSON, shapes: readonly number[][]): MemoryPlan {
   const nodes = p.nodes;
-  // aliases (reshape) are the nodes with no kernel that are neither leaves nor constants
-  const { home, last } = lifetimes(p, (n) => n.kernel === undefined && n.op !== 'const' && n.op !== 'arg');
+  // aliases (reshape) are the nodes with no kernel that are neither leaves, constants nor computed by
+  // another node's kernel
+  const { home, last } = lifetimes(p, (n) => n.kernel === undefined && n.by === undefined && n.op !== 'const' && n.op !== 'arg');
 
   const buffer = new Array<number>(nodes.length).fill(-1);
   const sizes: number[] = [];
@@ -48,17 +52,20 @@ export function planMemory(p: ProgramJSON, shapes: readonly number[][]): MemoryP
     if (b >= 0) free.splice(free.indexOf(b), 1);
     return b;
   };
+  /** Node `i`'s buffer, taken when the dispatch at `at` writes it. */
+  const place = (i: number, at: number) => {
+    const size = numel(shapes[i]) * 4;
+    const own = nodes[i].op === 'const' || last[i] === Infinity;
+    let b = own ? -1 : reuse(size);
+    if (b < 0) b = sizes.push(0) - 1;
+    sizes[b] = Math.max(sizes[b], size);
+    buffer[i] = b;
+    if (!own) dying[Math.max(last[i], at)].push(b); // unread: free right after it is made
+  };
   nodes.forEach((n, i) => {
     if (home[i] !== i) buffer[i] = buffer[home[i]];
-    else if (n.op !== 'arg') {
-      const size = numel(shapes[i]) * 4;
-      const own = n.op === 'const' || last[i] === Infinity;
-      let b = own ? -1 : reuse(size);
-      if (b < 0) b = sizes.push(0) - 1;
-      sizes[b] = Math.max(sizes[b], size);
-      buffer[i] = b;
-      if (!own) dying[Math.max(last[i], i)].push(b); // unread: free right after it is made
-    }
+    // a node computed by a later dispatch gets its buffer there (if that dispatch stores it)
+    else if (n.op !== 'arg' && n.by === undefined) for (const w of [i, ...(n.writes ?? [])]) place(w, i);
     // buffers whose last reader is this node are free for the nodes after it
     free.push(...dying[i]);
   });

@@ -3,19 +3,21 @@
 // the runtime can derive, since every byte of it ships with the app:
 // - every WGSL text and source position once, in a string table `s`, referred to by index
 //   (programs share kernels, and many nodes one position);
-// - nodes as tuples [op, inputs, shape, dtype, kernel, attrs, src], a default written 0 and trailing
+// - nodes as tuples [op, inputs, shape, dtype, kernel, attrs, src, merged], a default written 0 and trailing
 //   defaults left out: shape 0 is attrs.shape (fused, reshape, iota...; an arg's attrs are made
 //   from its shape, which it keeps), dtype 0 is f32, kernel 0
 //   none (else its index + 1), attrs 0 is {} or, for an arg, its entry in the program's args; node
-//   ids are their positions;
-// - kernels as [wgsl, rows, cols, name] (no rows and cols: one thread per element), the name left
-//   out where kernelName makes it from the op of the first node that runs the kernel;
+//   ids are their positions; merged is { reads, writes, by } where the node has any (codegen/merge.ts);
+// - kernels as [wgsl, rows, cols, name, hypers] (rows and cols 0: one thread per element), the name
+//   0 where kernelName makes it from the op of the first node that runs the kernel, hypers 1 if it
+//   reads the hyper uniform;
 // - no kernels for the programs that only ever run on the CPU (init, schedule).
 
 import { kernelName, type DType, type Dim, type Grid, type KernelJSON, type Manifest, type NodeJSON, type ProgramJSON } from './program.ts';
 
-type PackedNode = [op: string, inputs: number[], shape?: Dim[] | 0, dtype?: DType | 0, kernel?: number, attrs?: NodeJSON['attrs'] | 0, src?: number | 0];
-type PackedKernel = [wgsl: number, rows?: number, cols?: number, name?: string];
+type Merged = Pick<NodeJSON, 'reads' | 'writes' | 'by'>;
+type PackedNode = [op: string, inputs: number[], shape?: Dim[] | 0, dtype?: DType | 0, kernel?: number, attrs?: NodeJSON['attrs'] | 0, src?: number | 0, merged?: Merged | 0];
+type PackedKernel = [wgsl: number, rows?: number, cols?: number, name?: string | 0, hypers?: 1];
 type PackedProgram = Omit<ProgramJSON, 'nodes' | 'kernels'> & { nodes: PackedNode[]; kernels: PackedKernel[] };
 
 export interface PackedManifest {
@@ -37,6 +39,11 @@ const argAttrs = (p: Pick<ProgramJSON, 'args'>, i: number, shape: Dim[], dtype: 
 
 const derivedName = (nodes: NodeJSON[], k: number, wgsl: string, grid: Grid) => kernelName(nodes.find((n) => n.kernel === k)?.op ?? '', wgsl, grid);
 
+const merged = (n: NodeJSON): Merged | 0 => {
+  const m: Merged = { ...(n.reads && { reads: n.reads }), ...(n.writes && { writes: n.writes }), ...(n.by !== undefined && { by: n.by }) };
+  return Object.keys(m).length ? m : 0;
+};
+
 export function packManifest(m: Manifest, weights?: string): PackedManifest {
   const s: string[] = [];
   const at = new Map<string, number>();
@@ -52,14 +59,16 @@ export function packManifest(m: Manifest, weights?: string): PackedManifest {
       n.kernel === undefined ? 0 : n.kernel + 1,
       same(n.attrs, derived ?? null) ? 0 : n.attrs,
       n.src === undefined ? 0 : ref(n.src) + 1,
+      merged(n),
     ];
     while (t.length > 2 && t[t.length - 1] === 0) t.pop();
     return t;
   };
   const kernel = (p: ProgramJSON, k: KernelJSON, i: number): PackedKernel => {
     const [rows, cols] = k.grid.kind === 'tiles' ? [k.grid.rows, k.grid.cols] : [0, 0];
-    if (derivedName(p.nodes, i, k.wgsl, k.grid) !== k.name) return [ref(k.wgsl), rows, cols, k.name];
-    return rows ? [ref(k.wgsl), rows, cols] : [ref(k.wgsl)];
+    const t: PackedKernel = [ref(k.wgsl), rows, cols, derivedName(p.nodes, i, k.wgsl, k.grid) === k.name ? 0 : k.name, k.hypers ? 1 : undefined];
+    while (t.length > 1 && !t[t.length - 1]) t.pop();
+    return t;
   };
   const programs = Object.fromEntries(
     Object.entries(m.programs).map(([name, p]: [string, ProgramJSON]) => [
@@ -72,7 +81,7 @@ export function packManifest(m: Manifest, weights?: string): PackedManifest {
 
 export function unpackManifest({ s, m }: PackedManifest): Manifest {
   const program = (p: PackedProgram): ProgramJSON => {
-    const nodes = p.nodes.map(([op, inputs, shape, dtype, kernel, attrs, src], id): NodeJSON => {
+    const nodes = p.nodes.map(([op, inputs, shape, dtype, kernel, attrs, src, merged], id): NodeJSON => {
       const a = attrs || (op === 'arg' ? argAttrs(p, id, shape as Dim[], dtype || 'f32')! : {});
       return {
         id,
@@ -83,11 +92,12 @@ export function unpackManifest({ s, m }: PackedManifest): Manifest {
         dtype: dtype || 'f32',
         ...(kernel && { kernel: kernel - 1 }),
         ...(src && { src: s[src - 1] }),
+        ...(merged || {}),
       };
     });
-    const kernels = p.kernels.map(([w, rows, cols, name], i) => {
+    const kernels = p.kernels.map(([w, rows, cols, name, hypers], i): KernelJSON => {
       const grid = (rows ? { kind: 'tiles', rows, cols } : { kind: 'elements' }) as Grid;
-      return { name: name ?? derivedName(nodes, i, s[w], grid), wgsl: s[w], grid };
+      return { name: name || derivedName(nodes, i, s[w], grid), wgsl: s[w], grid, ...(hypers && { hypers: true as const }) };
     });
     return { ...p, nodes, kernels };
   };

@@ -28,8 +28,18 @@ export interface NodeJSON {
   attrs: Record<string, AttrValue>;
   shape: Dim[];
   dtype: DType;
-  /** Index into Program.kernels; absent for leaves (arg, const) and aliases (reshape). */
+  /** Index into Program.kernels; absent for leaves (arg, const), aliases (reshape) and nodes
+   *  another node's dispatch computes (`by`). */
   kernel?: number;
+  /** A dispatch's storage inputs when they are not `inputs`: a kernel that computes several nodes
+   *  (codegen/merge.ts) binds what they read together; scalar hyperparameters are never bound (a
+   *  kernel reads them from the program's hyper uniform, see `hyperSlots`). */
+  reads?: number[];
+  /** The nodes besides this one that its dispatch stores, bound after its own output. */
+  writes?: number[];
+  /** The node whose dispatch computes this one (stored by it if in its `writes`, else only used
+   *  inside its kernel). The CPU executors run it as usual. */
+  by?: number;
   /** Where in the source the node was made (file:line:col, or "gradient of OP at ..."). */
   src?: string;
 }
@@ -39,7 +49,13 @@ export interface KernelJSON {
   name: string;
   wgsl: string;
   grid: Grid;
+  /** It reads the hyper uniform (bound after `meta`). */
+  hypers?: true;
 }
+
+/** The scalar hyperparameters (rank-0 `hyper` args) in the order of their 32-bit slots in a
+ *  program's hyper uniform: kernels read them from there, so they take no storage binding. */
+export const hyperSlots = (p: Pick<ProgramJSON, 'args' | 'nodes'>): number[] => p.args.filter((a) => a.role === 'hyper' && !p.nodes[a.node].shape.length).map((a) => a.node);
 
 export interface ArgJSON {
   role: 'input' | 'param' | 'state' | 'slot' | 'hyper';

@@ -11,7 +11,7 @@
 // run can be rolled back (the NaN guard does).
 
 import type { Tensor } from '../compiler/ops/types.ts';
-import { WORKGROUP, type DType, type Grid, type ProgramJSON } from './program.ts';
+import { WORKGROUP, hyperSlots, type DType, type Grid, type NodeJSON, type ProgramJSON } from './program.ts';
 import { constData } from './cpu.ts';
 import { argKey, bindSymbols, nodeShapes, numel, resolveShape, type Syms } from './shapes.ts';
 import { planMemory } from './memory.ts';
@@ -37,6 +37,9 @@ interface Plan {
   /** Room for every output, at byte offsets `outOffsets`. */
   staging: GPUBuffer;
   outOffsets: number[];
+  /** The hyper uniform, and where each scalar hyperparameter's tensor is copied into it. */
+  hypers?: GPUBuffer;
+  hyperCopies: { from: GPUBuffer; offset: number }[];
 }
 
 const bytes = (shape: readonly number[]): number => numel(shape) * 4;
@@ -67,7 +70,7 @@ export function requestDevice(adapter: GPUAdapter): Promise<GPUDevice> {
 export class WebGPUExecutor {
   private readonly tensors = new Map<string, Stored>();
   private readonly pipelines = new Map<string, Promise<GPUComputePipeline>>();
-  private readonly layouts = new Map<number, GPUBindGroupLayout>();
+  private readonly layouts = new Map<string, GPUBindGroupLayout>();
   private readonly programs = new Map<ProgramJSON, { pipelines: Promise<GPUComputePipeline[]>; plans: Map<string, Plan> }>();
 
   /** Before each update overwrites a persistent tensor, its old value is copied here. */
@@ -136,6 +139,7 @@ export class WebGPUExecutor {
     const plan = await this.plan(p, syms);
 
     const enc = this.device.createCommandEncoder({ label: 'dlc:run' });
+    for (const c of plan.hyperCopies) enc.copyBufferToBuffer(c.from, 0, plan.hypers!, c.offset, 4);
     const pass = enc.beginComputePass({ label: 'dlc:run' });
     for (const d of plan.dispatches) {
       pass.setPipeline(d.pipeline);
@@ -211,26 +215,31 @@ export class WebGPUExecutor {
     this.programs.clear();
   }
 
-  private layout(inputs: number): GPUBindGroupLayout {
-    let l = this.layouts.get(inputs);
+  /** The bind group layout of a kernel: `reads` read-only storage buffers, `writes` storage
+   *  buffers, the meta uniform and, if it reads any, the hyper uniform (codegen/wgsl.ts). */
+  private layout(reads: number, writes: number, hypers: boolean): GPUBindGroupLayout {
+    const key = `${reads},${writes},${hypers}`;
+    let l = this.layouts.get(key);
     if (!l) {
-      const entries: GPUBindGroupLayoutEntry[] = [];
-      for (let i = 0; i < inputs; i++) entries.push({ binding: i, visibility: COMPUTE, buffer: { type: 'read-only-storage' } });
-      entries.push({ binding: inputs, visibility: COMPUTE, buffer: { type: 'storage' } });
-      entries.push({ binding: inputs + 1, visibility: COMPUTE, buffer: { type: 'uniform' } });
-      l = this.device.createBindGroupLayout({ label: `dlc:layout${inputs}`, entries });
-      this.layouts.set(inputs, l);
+      const types: GPUBufferBindingType[] = [...new Array<'read-only-storage'>(reads).fill('read-only-storage'), ...new Array<'storage'>(writes).fill('storage'), 'uniform', ...(hypers ? ['uniform' as const] : [])];
+      const entries = types.map((type, binding): GPUBindGroupLayoutEntry => ({ binding, visibility: COMPUTE, buffer: { type } }));
+      l = this.device.createBindGroupLayout({ label: `dlc:layout${key}`, entries });
+      this.layouts.set(key, l);
     }
     return l;
+  }
+
+  private layoutOf(p: ProgramJSON, n: NodeJSON): GPUBindGroupLayout {
+    return this.layout((n.reads ?? n.inputs).length, 1 + (n.writes?.length ?? 0), p.kernels[n.kernel!].hypers === true);
   }
 
   /** Starts creating `p`'s pipelines (asynchronously; each at most once); resolves when all are made. */
   prepare(p: ProgramJSON): Promise<GPUComputePipeline[]> {
     let prog = this.programs.get(p);
     if (!prog) {
-      const inputs: number[] = [];
-      for (const n of p.nodes) if (n.kernel !== undefined) inputs[n.kernel] = n.inputs.length;
-      prog = { pipelines: Promise.all(p.kernels.map((k, i) => this.pipeline(k.name, k.wgsl, inputs[i] ?? 0))), plans: new Map() };
+      const first: NodeJSON[] = [];
+      for (const n of p.nodes) if (n.kernel !== undefined) first[n.kernel] ??= n;
+      prog = { pipelines: Promise.all(p.kernels.map((k, i) => this.pipeline(k.name, k.wgsl, this.layoutOf(p, first[i])))), plans: new Map() };
       this.programs.set(p, prog);
     }
     return prog.pipelines;
@@ -254,11 +263,11 @@ export class WebGPUExecutor {
     return plan;
   }
 
-  private pipeline(name: string, code: string, inputs: number): Promise<GPUComputePipeline> {
+  private pipeline(name: string, code: string, group: GPUBindGroupLayout): Promise<GPUComputePipeline> {
     let pl = this.pipelines.get(name);
     if (!pl) {
       const module = this.device.createShaderModule({ label: name, code });
-      const layout = this.device.createPipelineLayout({ label: name, bindGroupLayouts: [this.layout(inputs)] });
+      const layout = this.device.createPipelineLayout({ label: name, bindGroupLayouts: [group] });
       pl = this.device.createComputePipelineAsync({ label: name, layout, compute: { module, entryPoint: 'main' } });
       this.pipelines.set(name, pl);
     }
@@ -278,31 +287,39 @@ export class WebGPUExecutor {
     const pool = memory.sizes.map((size, b) => own(`dlc:buffer${b}`, size, STORAGE | COPY_SRC | COPY_DST));
     const bufs: GPUBuffer[] = [];
     const dispatches: Plan['dispatches'] = [];
+    // the scalar hyperparameters, copied into one uniform before each run
+    const slots = hyperSlots(p);
+    const hypers = slots.length ? own('dlc:hypers', Math.ceil(slots.length / 4) * 16, UNIFORM | COPY_DST) : undefined;
+    const hyperCopies = slots.map((j, s) => ({ from: this.tensors.get(argOf.get(j)!)!.buffer, offset: 4 * s }));
     p.nodes.forEach((n, i) => {
       const shape = shapes[i];
       const arg = argOf.get(i);
-      if (arg) return bufs.push(this.tensors.get(arg)!.buffer);
+      if (arg) return (bufs[i] = this.tensors.get(arg)!.buffer);
+      if (n.by !== undefined) return; // its dispatcher stores it, if anything reads it outside
       if (n.kernel === undefined && n.op !== 'const') {
         // An alias (reshape): the input's buffer read with a new shape.
         if (n.inputs.length !== 1 || numel(shapes[n.inputs[0]]) !== numel(shape)) throw new Error(`node ${i} (${n.op}) has no kernel`);
-        return bufs.push(bufs[n.inputs[0]]);
+        return (bufs[i] = bufs[n.inputs[0]]);
       }
-      const out = pool[memory.buffer[i]];
-      bufs.push(out);
-      if (n.kernel === undefined) return this.upload(out, constData(n, numel(shape), Float32Array));
+      const writes = n.writes ?? [];
+      for (const w of [i, ...writes]) bufs[w] = pool[memory.buffer[w]];
+      if (n.kernel === undefined) return this.upload(bufs[i], constData(n, numel(shape), Float32Array));
       if (!numel(shape)) return;
-      const meta = [numel(shape), ...shape, ...n.inputs.flatMap((j) => shapes[j]), ...p.symbols.map((s) => syms[s])];
+      const reads = n.reads ?? n.inputs;
+      const meta = [numel(shape), ...shape, ...reads.flatMap((j) => shapes[j]), ...p.symbols.map((s) => syms[s])];
       const words = new Uint32Array(Math.ceil(meta.length / 4) * 4);
       words.set(meta);
       const uniform = own(`dlc:meta#${i}`, words.byteLength, UNIFORM | COPY_DST);
       this.upload(uniform, words);
-      const entries = [...n.inputs.map((j) => bufs[j]), out, uniform].map((buffer, binding) => ({ binding, resource: { buffer } }));
-      const bindGroup = this.device.createBindGroup({ label: `dlc:${n.op}#${i}`, layout: this.layout(n.inputs.length), entries });
-      dispatches.push({ pipeline: pipelines[n.kernel], bindGroup, groups: workgroups(p.kernels[n.kernel].grid, shape) });
+      const k = p.kernels[n.kernel];
+      const bound = [...reads, i, ...writes].map((j) => bufs[j]);
+      const entries = [...bound, uniform, ...(k.hypers ? [hypers!] : [])].map((buffer, binding) => ({ binding, resource: { buffer } }));
+      const bindGroup = this.device.createBindGroup({ label: `dlc:${n.op}#${i}`, layout: this.layoutOf(p, n), entries });
+      dispatches.push({ pipeline: pipelines[n.kernel], bindGroup, groups: workgroups(k.grid, shape) });
     });
     const outOffsets = offsetsOf(p.outputs.map((o) => shapes[o.node]));
     const staging = own('dlc:staging', outOffsets[p.outputs.length], MAP_READ | COPY_DST);
-    return { owned, bufs, shapes, dispatches, staging, outOffsets };
+    return { owned, bufs, shapes, dispatches, staging, outOffsets, hypers, hyperCopies };
   }
 }
 

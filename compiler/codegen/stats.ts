@@ -43,7 +43,7 @@ export function programStats(p: ProgramJSON, syms: Readonly<Record<string, numbe
   p.nodes.forEach((n, i) => {
     const bytes = numel(shapes[i]) * 4;
     if (argNodes.has(i)) argBytes += bytes;
-    else if (n.kernel !== undefined || n.op === 'const') unplannedBytes += bytes;
+    else if (n.kernel !== undefined || n.op === 'const' || p.nodes[n.by ?? -1]?.writes?.includes(i)) unplannedBytes += bytes;
     if (n.kernel !== undefined) dispatches++;
     flops += nodeFlops(n.op, n.attrs, shapes[i], n.inputs.map((j) => shapes[j]));
   });

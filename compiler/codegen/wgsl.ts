@@ -1,13 +1,15 @@
 // WGSL generation: the one dtype map, the binding and `meta` layout shared by every kernel, and the
 // shaderKey. Op templates (in compiler/ops/*) write only their body against these helpers.
 //
-// Bindings: inputs are `in0`, `in1`, ... (read-only storage), the output is `out`, and `meta` is a
-// uniform of u32s read with `M(i)`:
+// Bindings: inputs are `in0`, `in1`, ... (read-only storage; an input with a `hyper` slot is not
+// bound: it is read from the program's hyper uniform with `H(slot)`), the output is `out` (more
+// outputs `out1`, ...), then `meta`, a uniform of u32s read with `M(i)`:
 //   M(0)                    number of output elements
 //   M(OUT + k)              output dim k
 //   M(IN0 + k), M(IN1 + k)  dims of input 0, 1, ...
 //   M(SYM_<name>)           value of a symbolic dimension
-// Threads are numbered by `thread_id(gid, nwg)`; a kernel returns early past its grid.
+// and last, if the kernel reads any, `hypers`. Threads are numbered by `thread_id(gid, nwg)`; a
+// kernel returns early past its grid.
 
 import type { DType } from '../ir/node.ts';
 import type { KernelSig, KernelSource } from '../ops/types.ts';
@@ -22,11 +24,19 @@ export function metaLength(sig: Pick<KernelSig, 'inputs' | 'output' | 'symbols'>
 /** The full module: bindings, meta accessors and offsets, then the op's body. */
 export function kernelModule(sig: KernelSig, src: KernelSource): string {
   const lines: string[] = [];
-  sig.inputs.forEach((inp, i) => lines.push(`@group(0) @binding(${i}) var<storage, read> in${i}: array<${wgslType[inp.dtype]}>;`));
-  lines.push(`@group(0) @binding(${sig.inputs.length}) var<storage, read_write> out: array<${wgslType[sig.output.dtype]}>;`);
+  let binding = 0;
+  sig.inputs.forEach((inp, i) => {
+    if (inp.hyper === undefined) lines.push(`@group(0) @binding(${binding++}) var<storage, read> in${i}: array<${wgslType[inp.dtype]}>;`);
+  });
+  [sig.output, ...(sig.writes ?? [])].forEach((o, k) => lines.push(`@group(0) @binding(${binding++}) var<storage, read_write> out${k || ''}: array<${wgslType[o.dtype]}>;`));
   const words = Math.max(1, Math.ceil(metaLength(sig) / 4));
-  lines.push(`@group(0) @binding(${sig.inputs.length + 1}) var<uniform> metadata: array<vec4<u32>, ${words}>;`);
+  lines.push(`@group(0) @binding(${binding++}) var<uniform> metadata: array<vec4<u32>, ${words}>;`);
   lines.push(`fn M(i: u32) -> u32 { return metadata[i / 4u][i % 4u]; }`);
+  const slots = sig.inputs.flatMap((i) => (i.hyper === undefined ? [] : [i.hyper]));
+  if (slots.length) {
+    lines.push(`@group(0) @binding(${binding}) var<uniform> hypers: array<vec4<u32>, ${Math.ceil((Math.max(...slots) + 1) / 4)}>;`);
+    lines.push(`fn H(i: u32) -> u32 { return hypers[i / 4u][i % 4u]; }`);
+  }
   let offset = 1;
   lines.push(`const OUT: u32 = ${offset}u;`);
   offset += sig.output.rank;

@@ -11,7 +11,6 @@
 import * as b from '../ir/build.ts';
 import { ShapeError, broadcastShapes, typeStr, type Attrs, type DType, type Node, type Shape } from '../ir/node.ts';
 import type { UnaryKind, BinaryKind } from './registry.ts';
-import { wgslType } from '../codegen/wgsl.ts';
 import type { CpuCtx, CpuKernel, KernelSig, KernelSource, OpDef, Tensor, TypedArray } from './types.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -73,19 +72,19 @@ export const WGSL_BITS = 'fn bits_f32(b: u32) -> f32 { return bitcast<f32>(b); }
 export const MAIN = '@compute @workgroup_size(WG) fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>)';
 
 /** A kernel over the output's elements: `fns`, then `body` (WGSL statements over the flat output
- *  index `i`) and the value `result` of type `t` there. Cheap elements go four consecutive ones
- *  per thread, so each thread's own work (its id, the bounds, single-value loads) is shared by
- *  four (about 1.8× faster on SwiftShader than one per thread); elements that loop (a folded
- *  reduction over many values) one per thread, which keeps few outputs spread over threads. */
-export function elementKernel(fns: string, t: DType, body: readonly string[], result: string, loops = false): KernelSource {
+ *  index `i`) and the values `results` there, stored into `out`, `out1`, ... Cheap elements go four
+ *  consecutive ones per thread, so each thread's own work (its id, the bounds, single-value loads)
+ *  is shared by four (about 1.8× faster on SwiftShader than one per thread); elements that loop (a
+ *  folded reduction over many values) one per thread, which keeps few outputs spread over threads. */
+export function elementKernel(fns: string, body: readonly string[], results: readonly string[], loops = false): KernelSource {
   const element = `${fns}
-fn element(i: u32) -> ${wgslType[t]} {
-  ${[...body, `return ${result};`].join('\n  ')}
+fn element(i: u32) {
+  ${[...body, ...results.map((r, k) => `out${k || ''}[i] = ${r};`)].join('\n  ')}
 }
 ${MAIN} {`;
   if (loops) return { code: `${element}
   let i = thread_id(gid, nwg);
-  if (i < M(0u)) { out[i] = element(i); }
+  if (i < M(0u)) { element(i); }
 }`, grid: { kind: 'elements' } };
   // 1×4 tiles are at least ceil(n / 4) threads (a few more where a row's last quad is partial:
   // they find no elements), thread t computing elements 4t.. of the flat output
@@ -93,9 +92,9 @@ ${MAIN} {`;
   let i = thread_id(gid, nwg) * 4u;
   let n = M(0u);
   if (i + 4u <= n) {
-    out[i] = element(i); out[i + 1u] = element(i + 1u); out[i + 2u] = element(i + 2u); out[i + 3u] = element(i + 3u);
+    element(i); element(i + 1u); element(i + 2u); element(i + 3u);
   } else {
-    for (var j = i; j < n; j++) { out[j] = element(j); }
+    for (var j = i; j < n; j++) { element(j); }
   }
 }`;
   return { code, grid: { kind: 'tiles', rows: 1, cols: 4 } };
@@ -415,7 +414,7 @@ function define(op: Kind, row: Row): OpDef {
     wgsl(sig: KernelSig) {
       const loads = sig.inputs.map((inp, k) => `let x${k} = in${k}[${wgslElementIndex(inp.shape, sig.output.shape)}];`);
       const expr = row.wgsl(sig.inputs.map((_, k) => `x${k}`), valueType(row, sig.inputs.map((i) => i.dtype)), sig.output.dtype);
-      return elementKernel(row.fns ?? '', sig.output.dtype, loads, expr);
+      return elementKernel(row.fns ?? '', loads, [expr]);
     },
   };
 }

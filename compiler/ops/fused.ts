@@ -40,9 +40,14 @@ import { matmulCpu, matmulOps, matmulWgsl } from './matmul.ts';
 import { iotaCpu } from './leaf.ts';
 import { wgslType } from '../codegen/wgsl.ts';
 
-/** The most inputs a fused node takes: WebGPU guarantees 8 storage buffers per stage, one is the
- *  output. */
-export const MAX_FUSED_INPUTS = 7;
+/** The most storage buffers a kernel binds: WebGPU guarantees 8 per stage. A fused node binds its
+ *  inputs and its output. */
+export const MAX_BINDINGS = 8;
+export const MAX_FUSED_INPUTS = MAX_BINDINGS - 1;
+
+/** A scalar hyperparameter takes no binding: kernels read it from the program's hyper uniform
+ *  (runtime/program.ts hyperSlots). */
+export const unbound = (x: { op: string; attrs: Readonly<Record<string, unknown>>; shape: readonly unknown[] }): boolean => x.op === 'arg' && x.attrs.role === 'hyper' && !x.shape.length;
 
 const DTYPES: readonly DType[] = ['f32', 'i32', 'bool'];
 
@@ -287,24 +292,29 @@ function wgslFused(sig: KernelSig) {
   const domain = red || mm ? (sig.attrs.shape as Dim[]) : sig.output.shape;
   const index = (shape: Shape) =>
     red ? wgslCoordIndex(shape, domain, (a) => `d${a}`) : mm ? wgslCoordIndex(shape, domain, (a) => `M(OUT + ${a}u)`) : wgslElementIndex(shape, domain);
-  const loads = progIns.flatMap((inp, k) => (!direct.has(k) || (mm && !k) ? [] : [`let x${k} = in${mm ? k + 1 : k}[${index(inp.shape)}];`]));
+  const load = (inp: KernelSig['inputs'][number], k: number) =>
+    inp.hyper === undefined ? `in${mm ? k + 1 : k}[${index(inp.shape)}]` : `bitcast<${wgslType[inp.dtype]}>(H(${inp.hyper}u))`;
+  const loads = progIns.flatMap((inp, k) => (!direct.has(k) || (mm && !k) ? [] : [`let x${k} = ${load(inp, k)};`]));
   // the output coordinates that iota and reduction lines read, from the outermost one in
   const from = Math.min(R, ...p.lines.map((l) => (l.axis ?? (l.axes ? R - progIns[(l.args[0] as { k: number }).k].rank + l.axes.length : R))));
   const last = `r${p.lines.length - 1}`;
+  // the registers stored into out, out1, ...: the last line's, or those a merged kernel names
+  const results = typeof sig.attrs.results === 'string' ? sig.attrs.results.split(' ') : [last];
   let pre = [...fns].join('\n');
   if ((bits || red) && !pre.includes('fn bits_f32')) pre = `${WGSL_BITS}\n${pre}`;
   if (mm) {
     // the epilogue of each element of the product's tile, at its output coordinates
     const coords = Array.from({ length: R }, (_, k) => `c${k}: u32`);
     const epilogue = `${pre}
-fn epilogue(x0: f32, ${coords.join(', ')}) -> ${wgslType[p.dtype]} {
+fn epilogue(x0: f32, ${coords.join(', ')}, o: u32) {
   ${loads.join('\n  ')}
   ${lines.join('\n  ')}
-  return ${last};
+  ${results.map((r, k) => `out${k || ''}[o] = ${r};`).join(' ')}
 }`;
     return matmulWgsl(sig, mm.transA, mm.transB, epilogue);
   }
-  if (!red) return elementKernel(pre, p.dtype, [...(from < R ? [wgslCoords(R, from)] : []), ...loads, ...lines], last, p.lines.some((l) => l.axes));
+  if (!red) return elementKernel(pre, [...(from < R ? [wgslCoords(R, from)] : []), ...loads, ...lines], results, p.lines.some((l) => l.axes));
+  if (results.length > 1) throw new Error('fused: a reduction has one result');
   // One invocation per output element: its kept coordinates from the thread id, then a loop over
   // the reduced positions evaluating the program at each.
   const row = reduceRows[red.op];
@@ -368,7 +378,8 @@ export const fusedOps = {
     shape(inputs, attrs) {
       const shape = attrs.shape;
       if (!Array.isArray(shape) || !shape.every((d) => typeof d === 'string' || (Number.isInteger(d) && d >= 0))) throw new ShapeError(`fused: bad shape ${JSON.stringify(shape)}`);
-      if (inputs.length > MAX_FUSED_INPUTS) throw new ShapeError(`fused: ${inputs.length} inputs, at most ${MAX_FUSED_INPUTS}`);
+      const bound = inputs.filter((x) => !unbound(x)).length;
+      if (bound > MAX_FUSED_INPUTS) throw new ShapeError(`fused: ${bound} bound inputs, at most ${MAX_FUSED_INPUTS}`);
       const mm = product(attrs);
       const red = reduction(attrs);
       if (mm) {

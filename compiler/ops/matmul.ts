@@ -88,8 +88,8 @@ export const matmulOps = {
 
 /**
  * The WGSL of C = op(A)·op(B) (inputs 0 and 1), with `epilogue` (a WGSL function
- * `epilogue(v: f32, c0: u32, ...) -> T` of each product element and its output coordinates, from a
- * fused node: ops/fused.ts) applied to each element before it is stored.
+ * `epilogue(v: f32, c0: u32, ..., o: u32)` of each product element, its output coordinates and its
+ * index, from a fused node: ops/fused.ts) storing the outputs instead of the product.
  */
 export function matmulWgsl(sig: KernelSig, transA: boolean, transB: boolean, epilogue?: string): KernelSource {
   const [ra, rb, r] = [sig.inputs[0].rank, sig.inputs[1].rank, sig.output.rank];
@@ -135,7 +135,8 @@ ${MAIN} {
       let col = j0 + c;
       if (row < m && col < n) {
         let v = tile[q * ${COLS / 4}u + c / 4u][c % 4u];
-        out[(batch * m + row) * n + col] = ${epilogue ? `epilogue(v, ${at})` : 'v'};
+        let o = (batch * m + row) * n + col;
+        ${epilogue ? `epilogue(v, ${at}, o);` : 'out[o] = v;'}
       }
     }
   }

@@ -36,8 +36,11 @@ export interface KernelSig {
   /** `shape` is the IR's (symbolic dims by name). A template may specialize on which dims are 1
    *  and which are equal (an operand of the output's shape reads element i, with no index math),
    *  not on other sizes, so that one pipeline still serves every size. */
-  inputs: { dtype: DType; rank: number; shape: Shape }[];
+  inputs: { dtype: DType; rank: number; shape: Shape; hyper?: number }[];
   output: { dtype: DType; rank: number; shape: Shape };
+  /** More outputs of the output's shape (a kernel that computes several nodes: codegen/merge.ts),
+   *  bound as `out1`, `out2`, ... */
+  writes?: { dtype: DType }[];
   /** The program's symbolic dimensions, in the order their values follow in `meta`. */
   symbols: readonly string[];
 }

@@ -12,7 +12,8 @@
 // arithmetic on one big tensor (plus small ones: a bias) whose users are in several groups is
 // computed again in each (`recomputable`): that reads the big tensor in each group instead of its
 // result, the same traffic, one kernel less. Nothing else is computed twice. Scalar constants become
-// literals of the program. A group takes at most MAX_FUSED_INPUTS inputs.
+// literals of the program. A group takes at most MAX_FUSED_INPUTS inputs besides scalar
+// hyperparameters (read from a uniform: `unbound`).
 //
 // A matmul whose every reader is in one group, at the group's own coordinates (the group computes
 // the product's shape: a bias add and activation after a dense layer, the relu mask applied to
@@ -26,14 +27,14 @@
 // line, ops/fused.ts), so the reduction runs no kernel of its own. Only a reduction of a value
 // stored anyway folds (else its producers are better fused into its loads).
 //
-// A fused node has one output: an optimizer's new m, v and p are three kernels (p reads the new m
-// and v).
+// A fused node has one output: an optimizer's new m, v and p are three nodes (p reads the new m
+// and v); codegen/merge.ts computes such neighbours in one kernel.
 
 import * as b from '../ir/build.ts';
 import { make, sameShape, staticSize, type Dim, type Node, type Shape } from '../ir/node.ts';
 import { roots, topo, type Graph } from '../ir/graph.ts';
 import { mark, provenance } from '../ir/provenance.ts';
-import { MAX_FUSED_INPUTS, literalOperand, sizeOp, type FusedReduction } from '../ops/fused.ts';
+import { MAX_FUSED_INPUTS, literalOperand, unbound, sizeOp, type FusedReduction } from '../ops/fused.ts';
 import { isElementwise } from './simplify.ts';
 import type { Pass } from './pipeline.ts';
 
@@ -110,7 +111,7 @@ interface Group {
 }
 
 /** The inputs a group's fused node has: a source's product is two (its operands) instead of one. */
-const inputCount = (gr: Group, frontier = gr.frontier): number => frontier.size + (gr.source ? 1 : 0);
+const inputCount = (gr: Group, frontier = gr.frontier): number => [...frontier.values()].filter((x) => !unbound(x)).length + (gr.source ? 1 : 0);
 
 /** The fused groups of `g`'s nodes (each node's groups; roots of a group map to their own). */
 export function fusionGroups(g: Graph): { order: Node[]; groupsOf: Map<Node, Group[]>; sources: Set<Node> } {
@@ -153,7 +154,7 @@ export function fusionGroups(g: Graph): { order: Node[]; groupsOf: Map<Node, Gro
     const gr = [...gs][0];
     if (gs.size > 1 || gr.source || reduceRoot(gr.root) || !sameShape(gr.domain, n.shape)) return;
     const keys = [...gr.frontier].filter(([, x]) => x === n).map(([kk]) => kk);
-    if (keys.length !== 1 || keys[0] !== key(n, n.shape) || gr.frontier.size + 1 > MAX_FUSED_INPUTS) return;
+    if (keys.length !== 1 || keys[0] !== key(n, n.shape) || inputCount(gr) + 1 > MAX_FUSED_INPUTS) return;
     gr.source = n;
     sources.add(n);
   };

@@ -1,0 +1,142 @@
+// Kernel merging: neighbouring nodes over the same elements computed by one kernel that stores
+// each of them. The fusion pass (passes/fuse.ts) makes single-output nodes; some of them read each
+// other at their own coordinates and are stored anyway (an optimizer's new m and v, which its new p
+// reads; a dense layer's product, which the relu after it and the backward mask both read). One
+// thread can compute the whole chain and store every value that is needed elsewhere, so the chain
+// runs as one dispatch and the reader loads nothing its producer just stored.
+//
+// Members are elementwise fused nodes of one shape (the kernel's domain) and at most one *source*:
+// a matmul or a matmul-epilogue fused node of that shape, whose product every other member reads
+// as its `i0`. Whenever a member reads another member, it reads it at its own coordinates (an
+// operand of the domain's shape, not a reduction line's). The kernel runs where its last member
+// was (the dispatcher), so no other node may read a member before that; it binds the members'
+// other inputs and the members read after it (outputs and updates too), at most MAX_BINDINGS in
+// all. Groups grow greedily along the edges, in program order.
+//
+// The CPU executors ignore all this and run each node as before; only the WebGPU program changes.
+
+import type { AttrValue, NodeJSON, ProgramJSON } from '../../runtime/program.ts';
+import { MAX_BINDINGS, codeLines, fusedProgram, product, reduction, unbound } from '../ops/fused.ts';
+import type { Attrs, DType } from '../ir/node.ts';
+
+export interface Merged {
+  /** Node ids, ascending; the last is the dispatcher. */
+  members: number[];
+  /** The members stored: the dispatcher first. */
+  written: number[];
+  /** The kernel's inputs: the source's two operands first, then the program's inputs. */
+  inputs: number[];
+  /** The fused node attrs of the whole kernel (code, shape, matmul, results). */
+  attrs: Record<string, AttrValue>;
+}
+
+const sameShape = (a: readonly unknown[], b: readonly unknown[]) => a.length === b.length && a.every((d, k) => d === b[k]);
+
+/** Whether `n` can be a member: an elementwise fused node (reduction lines allowed), or a source. */
+const candidate = (n: NodeJSON): boolean => (n.op === 'fused' && !reduction(n.attrs as Attrs)) || n.op === 'matmul';
+const isSource = (n: NodeJSON): boolean => n.op === 'matmul' || product(n.attrs as Attrs) !== undefined;
+
+/** The input positions of `n` that its program reads at its own coordinates (the others: a
+ *  source's operands, a reduction line's input). */
+function directInputs(p: ProgramJSON, n: NodeJSON): Set<number> {
+  if (n.op === 'matmul') return new Set();
+  const mm = product(n.attrs as Attrs) !== undefined;
+  const progIns = mm ? n.inputs.slice(2) : n.inputs;
+  const prog = fusedProgram(codeLines(n.attrs as Attrs), [...(mm ? ['f32' as DType] : []), ...progIns.map((j) => p.nodes[j].dtype)]);
+  const direct = new Set<number>();
+  for (const l of prog.lines) if (!l.axes) for (const a of l.args) if (a.kind === 'in' && (!mm || a.k > 0)) direct.add(mm ? a.k + 1 : a.k);
+  return direct;
+}
+
+/** The groups of two or more nodes that run as one kernel, by dispatcher. */
+export function mergeGroups(p: ProgramJSON): Map<number, Merged> {
+  const nodes = p.nodes;
+  const readers: number[][] = nodes.map(() => []);
+  nodes.forEach((n) => n.inputs.forEach((j) => readers[j].push(n.id)));
+  const results = new Set([...p.outputs, ...p.updates].map((r) => r.node));
+  const direct = nodes.map((n) => (candidate(n) ? directInputs(p, n) : new Set<number>()));
+  // elementwise members with reduction lines (their other inputs)
+  const folds = nodes.map((n, i) => candidate(n) && n.op === 'fused' && !product(n.attrs as Attrs) && direct[i].size < n.inputs.length);
+
+  const groupOf = nodes.map((n) => [n.id]);
+  const check = (members: number[]): Merged | undefined => {
+    const set = new Set(members);
+    const sources = members.filter((m) => isSource(nodes[m]));
+    if (sources.length > 1) return undefined;
+    const src = sources.length ? nodes[sources[0]] : undefined;
+    const domain = nodes[members[0]].shape;
+    const d = members[members.length - 1];
+    for (const m of members) {
+      const n = nodes[m];
+      if (!sameShape(n.shape, domain)) return undefined;
+      // a member reads the others at its own coordinates only
+      if (n.inputs.some((j, k) => set.has(j) && !direct[m].has(k))) return undefined;
+      if (readers[m].some((r) => !set.has(r) && r < d)) return undefined;
+    }
+    // a matmul's epilogue has no reduction lines
+    if (src && members.some((m) => m !== src.id && folds[m])) return undefined;
+    const written = [d, ...members.filter((m) => m !== d && (results.has(m) || readers[m].some((r) => !set.has(r))))];
+    // the program's inputs (a source's operands are bound before them)
+    const ins: number[] = [];
+    for (const m of members) nodes[m].inputs.forEach((j, k) => (src && m === src.id && k < 2) || set.has(j) || ins.includes(j) || ins.push(j));
+    const inputs = [...(src ? src.inputs.slice(0, 2) : []), ...ins];
+    if (inputs.filter((j) => !unbound(nodes[j])).length + written.length > MAX_BINDINGS) return undefined;
+    return { members, written, inputs, attrs: program(p, members, src, ins, written) };
+  };
+
+  const merged = new Map<number, Merged>();
+  for (const n of nodes) {
+    if (!candidate(n)) continue;
+    n.inputs.forEach((j, k) => {
+      const [a, c] = [groupOf[j], groupOf[n.id]];
+      if (a === c || !candidate(nodes[j]) || !direct[n.id].has(k) || !sameShape(nodes[j].shape, n.shape)) return;
+      const members = [...a, ...c].sort((x, y) => x - y);
+      const m = check(members);
+      if (!m) return;
+      for (const x of [...a, ...c]) merged.delete(x);
+      for (const x of members) groupOf[x] = members;
+      merged.set(members[members.length - 1], m);
+    });
+  }
+  return merged;
+}
+
+/** The whole kernel as one fused program: each member's lines with its registers renumbered and
+ *  its reads of other members replaced by their registers; the product is `i0`. */
+function program(p: ProgramJSON, members: number[], src: NodeJSON | undefined, ins: number[], written: number[]): Record<string, AttrValue> {
+  const nodes = p.nodes;
+  const code: string[] = [];
+  const reg = new Map<number, string>(); // member → the register (or i0) holding its value
+  const operandOf = (j: number): string => reg.get(j) ?? `i${ins.indexOf(j) + (src ? 1 : 0)}`;
+  for (const m of members) {
+    const n = nodes[m];
+    if (n.op === 'matmul') {
+      reg.set(m, 'i0');
+      continue;
+    }
+    const mm = product(n.attrs as Attrs) !== undefined;
+    const base = code.length;
+    for (const line of codeLines(n.attrs as Attrs)) {
+      const [head, ...args] = line.split(/\s+/);
+      const mapped = args.map((a) => {
+        const r = /^([ir])(\d+)$/.exec(a);
+        if (!r) return a;
+        const k = Number(r[2]);
+        if (r[1] === 'r') return `r${base + k}`;
+        if (mm) return k === 0 ? 'i0' : operandOf(n.inputs[k + 1]);
+        return operandOf(n.inputs[k]);
+      });
+      code.push([head, ...mapped].join(' '));
+    }
+    reg.set(m, `r${code.length - 1}`);
+  }
+  // a stored product needs a register of its own
+  const results = written.map((w) => {
+    const r = reg.get(w)!;
+    if (r !== 'i0') return r;
+    code.push('cast.f32 i0');
+    return `r${code.length - 1}`;
+  });
+  const mode = src && (src.op === 'matmul' ? `${src.attrs.transA ? 't' : 'n'}${src.attrs.transB ? 't' : 'n'}` : (src.attrs.matmul as string));
+  return { code: code.join('; '), shape: [...nodes[members[0]].shape], ...(mode ? { matmul: mode } : {}), results: results.join(' ') };
+}
