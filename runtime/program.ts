@@ -31,9 +31,9 @@ export interface NodeJSON {
   /** Index into Program.kernels; absent for leaves (arg, const), aliases (reshape) and nodes
    *  another node's dispatch computes (`by`). */
   kernel?: number;
-  /** A dispatch's storage inputs when they are not `inputs`: a kernel that computes several nodes
-   *  (codegen/merge.ts) binds what they read together; scalar hyperparameters are never bound (a
-   *  kernel reads them from the program's hyper uniform, see `hyperSlots`). */
+  /** A dispatch's inputs when they are not `inputs`: a kernel that computes several nodes
+   *  (codegen/merge.ts) reads what they read. A kernel with `hypers` reads its scalar
+   *  hyperparameters from the program's hyper uniform (`hyperSlots`) and binds the others. */
   reads?: number[];
   /** The nodes besides this one that its dispatch stores, bound after its own output. */
   writes?: number[];

@@ -18,7 +18,7 @@ import { planMemory } from './memory.ts';
 
 // GPUBufferUsage / GPUMapMode / GPUShaderStage values, fixed by the spec (the globals may be
 // missing in Node).
-const MAP_READ = 1, COPY_SRC = 4, COPY_DST = 8, UNIFORM = 64, STORAGE = 128, COMPUTE = 4;
+const MAP_READ = 1, COPY_SRC = 4, COPY_DST = 8, UNIFORM = 64, STORAGE = 128;
 const MAX_GROUPS = 65535;
 
 interface Stored {
@@ -70,7 +70,6 @@ export function requestDevice(adapter: GPUAdapter): Promise<GPUDevice> {
 export class WebGPUExecutor {
   private readonly tensors = new Map<string, Stored>();
   private readonly pipelines = new Map<string, Promise<GPUComputePipeline>>();
-  private readonly layouts = new Map<string, GPUBindGroupLayout>();
   private readonly programs = new Map<ProgramJSON, { pipelines: Promise<GPUComputePipeline[]>; plans: Map<string, Plan> }>();
 
   /** Before each update overwrites a persistent tensor, its old value is copied here. */
@@ -215,31 +214,11 @@ export class WebGPUExecutor {
     this.programs.clear();
   }
 
-  /** The bind group layout of a kernel: `reads` read-only storage buffers, `writes` storage
-   *  buffers, the meta uniform and, if it reads any, the hyper uniform (codegen/wgsl.ts). */
-  private layout(reads: number, writes: number, hypers: boolean): GPUBindGroupLayout {
-    const key = `${reads},${writes},${hypers}`;
-    let l = this.layouts.get(key);
-    if (!l) {
-      const types: GPUBufferBindingType[] = [...new Array<'read-only-storage'>(reads).fill('read-only-storage'), ...new Array<'storage'>(writes).fill('storage'), 'uniform', ...(hypers ? ['uniform' as const] : [])];
-      const entries = types.map((type, binding): GPUBindGroupLayoutEntry => ({ binding, visibility: COMPUTE, buffer: { type } }));
-      l = this.device.createBindGroupLayout({ label: `dlc:layout${key}`, entries });
-      this.layouts.set(key, l);
-    }
-    return l;
-  }
-
-  private layoutOf(p: ProgramJSON, n: NodeJSON): GPUBindGroupLayout {
-    return this.layout((n.reads ?? n.inputs).length, 1 + (n.writes?.length ?? 0), p.kernels[n.kernel!].hypers === true);
-  }
-
   /** Starts creating `p`'s pipelines (asynchronously; each at most once); resolves when all are made. */
   prepare(p: ProgramJSON): Promise<GPUComputePipeline[]> {
     let prog = this.programs.get(p);
     if (!prog) {
-      const first: NodeJSON[] = [];
-      for (const n of p.nodes) if (n.kernel !== undefined) first[n.kernel] ??= n;
-      prog = { pipelines: Promise.all(p.kernels.map((k, i) => this.pipeline(k.name, k.wgsl, this.layoutOf(p, first[i])))), plans: new Map() };
+      prog = { pipelines: Promise.all(p.kernels.map((k) => this.pipeline(k.name, k.wgsl))), plans: new Map() };
       this.programs.set(p, prog);
     }
     return prog.pipelines;
@@ -263,12 +242,12 @@ export class WebGPUExecutor {
     return plan;
   }
 
-  private pipeline(name: string, code: string, group: GPUBindGroupLayout): Promise<GPUComputePipeline> {
+  /** Every binding a kernel declares it uses (codegen/wgsl.ts), so the layout is the shader's. */
+  private pipeline(name: string, code: string): Promise<GPUComputePipeline> {
     let pl = this.pipelines.get(name);
     if (!pl) {
       const module = this.device.createShaderModule({ label: name, code });
-      const layout = this.device.createPipelineLayout({ label: name, bindGroupLayouts: [group] });
-      pl = this.device.createComputePipelineAsync({ label: name, layout, compute: { module, entryPoint: 'main' } });
+      pl = this.device.createComputePipelineAsync({ label: name, layout: 'auto', compute: { module, entryPoint: 'main' } });
       this.pipelines.set(name, pl);
     }
     return pl;
@@ -305,22 +284,30 @@ export class WebGPUExecutor {
       for (const w of [i, ...writes]) bufs[w] = pool[memory.buffer[w]];
       if (n.kernel === undefined) return this.upload(bufs[i], constData(n, numel(shape), Float32Array));
       if (!numel(shape)) return;
-      const reads = n.reads ?? n.inputs;
+      const reads = bound(p, n);
       const meta = [numel(shape), ...shape, ...reads.flatMap((j) => shapes[j]), ...p.symbols.map((s) => syms[s])];
       const words = new Uint32Array(Math.ceil(meta.length / 4) * 4);
       words.set(meta);
       const uniform = own(`dlc:meta#${i}`, words.byteLength, UNIFORM | COPY_DST);
       this.upload(uniform, words);
       const k = p.kernels[n.kernel];
-      const bound = [...reads, i, ...writes].map((j) => bufs[j]);
-      const entries = [...bound, uniform, ...(k.hypers ? [hypers!] : [])].map((buffer, binding) => ({ binding, resource: { buffer } }));
-      const bindGroup = this.device.createBindGroup({ label: `dlc:${n.op}#${i}`, layout: this.layoutOf(p, n), entries });
+      const entries = [...[...reads, i, ...writes].map((j) => bufs[j]), uniform, ...(k.hypers ? [hypers!] : [])].map((buffer, binding) => ({ binding, resource: { buffer } }));
+      const bindGroup = this.device.createBindGroup({ label: `dlc:${n.op}#${i}`, layout: pipelines[n.kernel].getBindGroupLayout(0), entries });
       dispatches.push({ pipeline: pipelines[n.kernel], bindGroup, groups: workgroups(k.grid, shape) });
     });
     const outOffsets = offsetsOf(p.outputs.map((o) => shapes[o.node]));
     const staging = own('dlc:staging', outOffsets[p.outputs.length], MAP_READ | COPY_DST);
     return { owned, bufs, shapes, dispatches, staging, outOffsets, hypers, hyperCopies };
   }
+}
+
+/** The inputs a dispatch binds: a kernel that reads the hyper uniform reads the scalar
+ *  hyperparameters there. */
+function bound(p: ProgramJSON, n: NodeJSON): number[] {
+  const reads = n.reads ?? n.inputs;
+  if (!p.kernels[n.kernel!].hypers) return reads;
+  const slots = new Set(hyperSlots(p));
+  return reads.filter((j) => !slots.has(j));
 }
 
 /** Byte offsets of tensors of `shapes` packed one after another, and the total at the end. */

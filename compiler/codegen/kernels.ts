@@ -43,13 +43,7 @@ export function attachKernels(p: ProgramJSON): ProgramJSON {
       byKey.set(key, k);
       kernels.push({ name: kernelName(n.op, wgsl, src.grid), wgsl, grid: src.grid, ...(sig.inputs.some((i) => i.hyper !== undefined) ? { hypers: true as const } : {}) });
     }
-    const reads = inputs.filter((j) => hyper(j) === undefined);
-    return {
-      ...n,
-      kernel: k,
-      ...(reads.length !== n.inputs.length || reads.some((j, i) => j !== n.inputs[i]) ? { reads } : {}),
-      ...(g && g.written.length > 1 ? { writes: g.written.slice(1) } : {}),
-    };
+    return { ...n, kernel: k, ...(g ? { reads: g.inputs } : {}), ...(g && g.written.length > 1 ? { writes: g.written.slice(1) } : {}) };
   });
   return { ...p, nodes, kernels };
 }
