@@ -72,16 +72,17 @@ export const WGSL_BITS = 'fn bits_f32(b: u32) -> f32 { return bitcast<f32>(b); }
 export const MAIN = '@compute @workgroup_size(WG) fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>)';
 
 /** A kernel over the output's elements: `fns`, then `body` (WGSL statements over the flat output
- *  index `i`) and the values `results` there, stored into `out`, `out1`, ... Cheap elements go four
+ *  index `i`) and the values `results` there, stored into `out`, `out1`, ... (`prologue`: each
+ *  thread first calls `prologue()`, which `fns` defines). Cheap elements go four
  *  consecutive ones per thread, so each thread's own work (its id, the bounds, single-value loads)
  *  is shared by four (about 1.8× faster on SwiftShader than one per thread); elements that loop (a
  *  folded reduction over many values) one per thread, which keeps few outputs spread over threads. */
-export function elementKernel(fns: string, body: readonly string[], results: readonly string[], loops = false): KernelSource {
+export function elementKernel(fns: string, body: readonly string[], results: readonly string[], loops = false, prologue = false): KernelSource {
   const element = `${fns}
 fn element(i: u32) {
   ${[...body, ...results.map((r, k) => `out${k || ''}[i] = ${r};`)].join('\n  ')}
 }
-${MAIN} {`;
+${MAIN} {${prologue ? '\n  prologue();' : ''}`;
   if (loops) return { code: `${element}
   let i = thread_id(gid, nwg);
   if (i < M(0u)) { element(i); }

@@ -257,7 +257,7 @@ function runFused(ins: Tensor[], attrs: Attrs, out: { shape: number[]; dtype: DT
 
 function wgslFused(sig: KernelSig) {
   const mm = product(sig.attrs);
-  // the program's inputs: the product (an f32 argument of the epilogue function), then inputs 2..
+  // the program's inputs: the product (`x0` in the epilogue), then inputs 2..
   const progIns = mm ? [{ dtype: 'f32' as DType, rank: sig.output.rank, shape: sig.output.shape }, ...sig.inputs.slice(2)] : sig.inputs;
   const p = fusedProgram(codeLines(sig.attrs), progIns.map((i) => i.dtype));
   const red = reduction(sig.attrs);
@@ -271,20 +271,23 @@ function wgslFused(sig: KernelSig) {
     return wgslLiteral(a.value, a.dtype);
   };
   const typeOf = (a: Operand): DType => (a.kind === 'in' ? progIns[a.k].dtype : a.kind === 'reg' ? p.lines[a.k].dtype : a.dtype);
-  const lines = p.lines.map((l, k) => {
+  // Values the same for the whole dispatch (hyperparameters, single values, sizes, and what only
+  // they make: Adam's 1 - beta^t) are computed once per thread, before its elements (a matmul
+  // epilogue has 64), into private variables that `prologue()` sets.
+  const onceIn = progIns.map((x, k) => !(mm && !k) && (x.hyper !== undefined || x.shape.every((d) => d === 1)));
+  const once: boolean[] = [];
+  p.lines.forEach((l, k) => (once[k] = !l.axes && l.axis === undefined && l.args.every((a) => a.kind === 'lit' || (a.kind === 'in' ? onceIn[a.k] : once[a.k]))));
+  const lines: Def[] = p.lines.map((l, k) => {
+    const def = (e: string): Def => ({ v: `r${k}`, t: l.dtype, e, once: once[k] });
     if (l.axes) {
       bits = true; // max and min start from infinities
       return reductionLine(l, k, progIns[(l.args[0] as { k: number }).k].rank, R);
     }
-    if (l.axis !== undefined) return `let r${k} = i32(c${l.axis});`;
-    if (!l.row) {
-      const factors = l.dims!.map((d) => (typeof d === 'number' ? `${d}.0` : `f32(M(SYM_${d}))`));
-      return `let r${k} = ${factors.join(' * ') || '1.0'};`;
-    }
+    if (l.axis !== undefined) return def(`i32(c${l.axis})`);
+    if (!l.row) return def(l.dims!.map((d) => (typeof d === 'number' ? `${d}.0` : `f32(M(SYM_${d}))`)).join(' * ') || '1.0');
     const row = elementwiseRows[l.op as keyof typeof elementwiseRows];
     if (row.fns) fns.add(row.fns);
-    const expr = row.wgsl(l.args.map(ref), valueType(row, l.args.map(typeOf)), l.dtype);
-    return `let r${k} = ${expr};`;
+    return def(row.wgsl(l.args.map(ref), valueType(row, l.args.map(typeOf)), l.dtype));
   });
   // inputs read at the output coordinates (not only reduced), each indexed as cheaply as its shape
   // allows: by the output element (elementwise kernels) or by the coordinates (the others)
@@ -294,7 +297,10 @@ function wgslFused(sig: KernelSig) {
     red ? wgslCoordIndex(shape, domain, (a) => `d${a}`) : mm ? wgslCoordIndex(shape, domain, (a) => `M(OUT + ${a}u)`) : wgslElementIndex(shape, domain);
   const load = (inp: KernelSig['inputs'][number], k: number) =>
     inp.hyper === undefined ? `in${mm ? k + 1 : k}[${index(inp.shape)}]` : `bitcast<${wgslType[inp.dtype]}>(H(${inp.hyper}u))`;
-  const loads = progIns.flatMap((inp, k) => (!direct.has(k) || (mm && !k) ? [] : [`let x${k} = ${load(inp, k)};`]));
+  const defs = [...progIns.flatMap((inp, k): Def[] => (!direct.has(k) || (mm && !k) ? [] : [{ v: `x${k}`, t: inp.dtype, e: load(inp, k), once: onceIn[k] }])), ...lines];
+  const hoisted = defs.filter((d): d is Exclude<Def, string> => typeof d !== 'string' && d.once);
+  // the statements of each element
+  const body = defs.flatMap((d) => (typeof d === 'string' ? [d] : d.once ? [] : [`let ${d.v} = ${d.e};`]));
   // the output coordinates that iota and reduction lines read, from the outermost one in
   const from = Math.min(R, ...p.lines.map((l) => (l.axis ?? (l.axes ? R - progIns[(l.args[0] as { k: number }).k].rank + l.axes.length : R))));
   const last = `r${p.lines.length - 1}`;
@@ -302,18 +308,18 @@ function wgslFused(sig: KernelSig) {
   const results = typeof sig.attrs.results === 'string' ? sig.attrs.results.split(' ') : [last];
   let pre = [...fns].join('\n');
   if ((bits || red) && !pre.includes('fn bits_f32')) pre = `${WGSL_BITS}\n${pre}`;
+  if (hoisted.length)
+    pre += `
+${hoisted.map((d) => `var<private> ${d.v}: ${wgslType[d.t]};`).join('\n')}
+fn prologue() {
+  ${hoisted.map((d) => `${d.v} = ${d.e};`).join('\n  ')}
+}`;
   if (mm) {
     // the epilogue of each element of the product's tile, at its output coordinates
-    const coords = Array.from({ length: R }, (_, k) => `c${k}: u32`);
-    const epilogue = `${pre}
-fn epilogue(x0: f32, ${coords.join(', ')}, o: u32) {
-  ${loads.join('\n  ')}
-  ${lines.join('\n  ')}
-  ${results.map((r, k) => `out${k || ''}[o] = ${r};`).join(' ')}
-}`;
+    const epilogue = { fns: pre, body: [...body, ...results.map((r, k) => `out${k || ''}[o] = ${r};`)].join('\n        '), prologue: hoisted.length > 0 };
     return matmulWgsl(sig, mm.transA, mm.transB, epilogue);
   }
-  if (!red) return elementKernel(pre, [...(from < R ? [wgslCoords(R, from)] : []), ...loads, ...lines], results, p.lines.some((l) => l.axes));
+  if (!red) return elementKernel(pre, [...(from < R ? [wgslCoords(R, from)] : []), ...body], results, p.lines.some((l) => l.axes), hoisted.length > 0);
   if (results.length > 1) throw new Error('fused: a reduction has one result');
   // One invocation per output element: its kept coordinates from the thread id, then a loop over
   // the reduced positions evaluating the program at each.
@@ -327,6 +333,7 @@ fn epilogue(x0: f32, ${coords.join(', ')}, o: u32) {
 ${MAIN} {
   let i = thread_id(gid, nwg);
   if (i >= M(0u)) { return; }
+  ${hoisted.length ? 'prologue();' : ''}
   ${dims.join(' ')}
   ${axes.map((k) => `var c${k} = 0u;`).join(' ')}
   var rem = i;
@@ -336,8 +343,7 @@ ${MAIN} {
   for (var q = 0u; q < cnt; q++) {
     var s = q;
     ${walk(red.axes, 's')}
-    ${loads.join('\n    ')}
-    ${lines.join('\n    ')}
+    ${body.join('\n    ')}
     let v = ${last};
     ${row.step}
   }
@@ -348,6 +354,9 @@ ${MAIN} {
 
 /** Line k, the reduction of input K (of `rank`) over `axes`: a loop over the reduced positions, the
  *  other coordinates the output's last ones. */
+/** A value of the program: `let v: t = e`, or a reduction line's statements. */
+type Def = { v: string; t: DType; e: string; once: boolean } | string;
+
 function reductionLine(l: Line, k: number, rank: number, R: number): string {
   const K = (l.args[0] as { k: number }).k;
   const row = reduceRows[l.op as FusedReduction];

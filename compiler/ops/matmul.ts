@@ -87,23 +87,23 @@ export const matmulOps = {
 } satisfies Record<string, OpDef>;
 
 /**
- * The WGSL of C = op(A)·op(B) (inputs 0 and 1), with `epilogue` (a WGSL function
- * `epilogue(v: f32, c0: u32, ..., o: u32)` of each product element, its output coordinates and its
- * index, from a fused node: ops/fused.ts) storing the outputs instead of the product.
+ * The WGSL of C = op(A)·op(B) (inputs 0 and 1), with an epilogue from a fused node (ops/fused.ts):
+ * `fns` (module-scope declarations) and `body`, statements run for each product element `x0` at
+ * its output coordinates c0.. and index `o` that store the outputs instead of the product
+ * (`prologue`: each thread first calls `prologue()`, which `fns` defines).
  */
-export function matmulWgsl(sig: KernelSig, transA: boolean, transB: boolean, epilogue?: string): KernelSource {
+export function matmulWgsl(sig: KernelSig, transA: boolean, transB: boolean, epilogue?: { fns: string; body: string; prologue: boolean }): KernelSource {
   const [ra, rb, r] = [sig.inputs[0].rank, sig.inputs[1].rank, sig.output.rank];
   const lead = seq(r - 2);
   // the batch entry's coordinates c0.., then each operand's batch offset (broadcast)
   const coords = [...lead].reverse().map((q) => (q ? `let c${q} = bt % M(OUT + ${q}u); bt = bt / M(OUT + ${q}u);` : 'let c0 = bt;'));
   const batchCount = lead.map((q) => `M(OUT + ${q}u)`).join(' * ') || '1u';
   // a[row, p] and b[p, col] at clamped rows/cols (reads stay in bounds; writes are checked)
-  const A = (q: number) => (transA ? `in0[aBase + p * m + r${q}]` : `in0[aBase + r${q} * k + p]`);
-  const B = (c: number) => (transB ? `in1[bBase + q${c} * k + p]` : `in1[bBase + p * n + q${c}]`);
+  // (named apart from an epilogue's registers r0.. and loads x0..)
+  const A = (q: number) => (transA ? `in0[aBase + p * m + ar${q}]` : `in0[aBase + ar${q} * k + p]`);
+  const B = (c: number) => (transB ? `in1[bBase + bc${c} * k + p]` : `in1[bBase + p * n + bc${c}]`);
   const [rows, cols, vecs] = [seq(ROWS), seq(COLS), seq(COLS / 4)];
-  // batch coordinates, row and column of a stored element: the epilogue's arguments
-  const at = [...lead.map((l) => `c${l}`), 'row', 'col'].join(', ');
-  const code = `${epilogue ?? ''}
+  const code = `${epilogue?.fns ?? ''}
 ${MAIN} {
   let i = thread_id(gid, nwg);
   let m = M(OUT + ${r - 2}u);
@@ -111,7 +111,7 @@ ${MAIN} {
   let k = M(IN0 + ${transA ? ra - 2 : ra - 1}u);
   let tm = (m + ${ROWS - 1}u) / ${ROWS}u;
   let tn = (n + ${COLS - 1}u) / ${COLS}u;
-  if (i >= ${batchCount} * tm * tn) { return; }
+  if (i >= ${batchCount} * tm * tn) { return; }${epilogue?.prologue ? '\n  prologue();' : ''}
   let i0 = (i / tn) % tm * ${ROWS}u;
   let j0 = i % tn * ${COLS}u;
   let batch = i / (tm * tn);
@@ -119,24 +119,26 @@ ${MAIN} {
   ${coords.join('\n  ')}
   let aBase = (${wgslBroadcastIndex(0, ra - 2, r - 2)}) * m * k;
   let bBase = (${wgslBroadcastIndex(1, rb - 2, r - 2)}) * k * n;
-  ${rows.map((q) => `let r${q} = min(i0 + ${q}u, m - 1u);`).join(' ')}
-  ${cols.map((c) => `let q${c} = min(j0 + ${c}u, n - 1u);`).join(' ')}
+  ${rows.map((q) => `let ar${q} = min(i0 + ${q}u, m - 1u);`).join(' ')}
+  ${cols.map((c) => `let bc${c} = min(j0 + ${c}u, n - 1u);`).join(' ')}
   ${rows.flatMap((q) => vecs.map((v) => `var acc${q}_${v} = vec4<f32>(0.0);`)).join(' ')}
   for (var p = 0u; p < k; p = p + 1u) {
     ${vecs.map((v) => `let b${v} = vec4<f32>(${seq(4).map((c) => B(4 * v + c)).join(', ')});`).join('\n    ')}
     ${rows.map((q) => `let a${q} = ${A(q)};`).join(' ')}
     ${rows.flatMap((q) => vecs.map((v) => `acc${q}_${v} = acc${q}_${v} + a${q} * b${v};`)).join('\n    ')}
   }
-  // stored by a loop (one copy of the epilogue, not one per element: shaders compile faster)
+  // stored by a loop (one copy of the epilogue, not one per element: shaders compile faster; the
+  // epilogue inline, not a function called 64 times: SwiftShader does not inline it)
   var tile = array<vec4<f32>, ${ROWS * COLS / 4}>(${rows.flatMap((q) => vecs.map((v) => `acc${q}_${v}`)).join(', ')});
   for (var q = 0u; q < ${ROWS}u; q++) {
     let row = i0 + q;
     for (var c = 0u; c < ${COLS}u; c++) {
       let col = j0 + c;
       if (row < m && col < n) {
-        let v = tile[q * ${COLS / 4}u + c / 4u][c % 4u];
+        let x0 = tile[q * ${COLS / 4}u + c / 4u][c % 4u];
         let o = (batch * m + row) * n + col;
-        ${epilogue ? `epilogue(v, ${at}, o);` : 'out[o] = v;'}
+        ${epilogue ? `let c${r - 2} = row; let c${r - 1} = col;
+        ${epilogue.body}` : 'out[o] = x0;'}
       }
     }
   }
