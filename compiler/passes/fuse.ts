@@ -228,7 +228,6 @@ export function fusionGroups(g: Graph): { order: Node[]; groupsOf: Map<Node, Gro
 
 export function fuseGraph(g: Graph): Graph {
   const { order, groupsOf, sources } = fusionGroups(g);
-  const position = new Map(order.map((n, i) => [n, i]));
   const memo = new Map<Node, Node>();
   const get = (n: Node): Node => {
     const m = memo.get(n);
@@ -237,7 +236,15 @@ export function fuseGraph(g: Graph): Graph {
   };
 
   const emit = (gr: Group): Node => {
-    const members = [...gr.members].sort((a, b) => position.get(a)! - position.get(b)!);
+    // operands before their users, in operand order from the root: a canonical order, so that the
+    // same computation (each layer's optimizer update) is the same program, text and kernel
+    const members: Node[] = [];
+    const visit = (m: Node) => {
+      if (!gr.members.has(m) || members.includes(m)) return;
+      m.inputs.forEach(visit);
+      members.push(m);
+    };
+    visit(gr.root);
     const R = gr.domain.length;
     const red = reduceRoot(gr.root);
     const inputs: Node[] = [];
