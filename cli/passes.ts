@@ -43,7 +43,8 @@ const COLORS: Record<string, string> = {
 };
 
 /** Graphviz DOT of a program: a box per node (a fused node lists its lines; kernels are colored by
- *  kind), arguments as ellipses, outputs and updates as notes. */
+ *  kind; the nodes of one merged kernel are boxed together), arguments as ellipses, outputs and
+ *  updates as notes. */
 export function toDot(p: ProgramJSON, title: string): string {
   const lines = ['digraph dlc {', `  label="${esc(title)}"; labelloc=t; rankdir=TB;`, '  node [shape=box, fontname="monospace", fontsize=10];'];
   for (const n of p.nodes) {
@@ -66,6 +67,10 @@ export function toDot(p: ProgramJSON, title: string): string {
     lines.push(`  n${n.id} [label="${label}"${style}];`);
     for (const i of n.inputs) lines.push(`  n${i} -> n${n.id};`);
   }
+  // the nodes one merged kernel computes (codegen/merge.ts), boxed together
+  const merged = new Map<number, number[]>();
+  for (const n of p.nodes) if (n.by !== undefined) merged.set(n.by, [...(merged.get(n.by) ?? []), n.id]);
+  for (const [d, ms] of merged) lines.push(`  subgraph cluster_k${d} { label="one kernel"; style=dashed; ${[...ms, d].map((m) => `n${m};`).join(' ')} }`);
   const results = [...p.outputs.map((o) => [`output ${o.name}`, o.node] as const), ...p.updates.map((u) => [`update ${u.name}`, u.node] as const)];
   results.forEach(([what, node], k) => lines.push(`  r${k} [label="${esc(what)}", shape=note];`, `  n${node} -> r${k};`));
   lines.push('}');

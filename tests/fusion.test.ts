@@ -439,7 +439,7 @@ describe('fusion on the MNIST MLP', () => {
     const [before, after] = [stats(unfused, 'train'), stats(fused, 'train')];
     console.log(`mnist_mlp train step: ${before.dispatches} -> ${after.dispatches} dispatches, ${before.kernels} -> ${after.kernels} kernels`);
     expect(before.dispatches).toBe(152);
-    expect(after.dispatches).toBeLessThanOrEqual(43);
+    expect(after.dispatches).toBeLessThanOrEqual(19);
     // fusion materializes far fewer tensors; memory planning then reuses the dead ones' buffers
     expect(after.unplannedBytes).toBeLessThan(before.unplannedBytes / 3);
     expect(after.bufferBytes).toBeLessThan(after.unplannedBytes);
@@ -456,7 +456,34 @@ describe('fusion on the MNIST MLP', () => {
     expect(p.nodes.filter((n) => n.op === 'matmul').length).toBe(5);
   });
 
-  it('makes each parameter\'s Adam update three kernels, with no broadcast materialized', () => {
+  it('computes each parameter\'s gradient and Adam update in one kernel, and each dense layer in one', () => {
+    const p = fused.programs.train;
+    const groups = p.nodes.filter((n) => n.kernel !== undefined && n.reads);
+    // m, v and p of every parameter (p reads the new m and v in registers) in one kernel that
+    // stores all three, the weights' also computing their gradient xᵀ·dy (its epilogue); the
+    // hidden layers' product and relu in one kernel storing both (the backward mask reads the
+    // product)
+    const updates = new Set(p.updates.map((u) => u.node));
+    const stored = (d: (typeof p.nodes)[number]) => [d.id, ...(d.writes ?? [])];
+    const optimizer = groups.filter((d) => stored(d).every((j) => updates.has(j)));
+    expect(optimizer.map((d) => stored(d).length)).toEqual([3, 3, 3, 3, 3, 3]);
+    expect(optimizer.filter((d) => d.attrs.matmul !== undefined || p.nodes.some((n) => n.by === d.id && n.op === 'matmul')).length).toBe(3);
+    expect(new Set(p.updates.map((u) => p.nodes[u.node].by ?? u.node)).size).toBe(6);
+    const forward = groups.filter((d) => !optimizer.includes(d));
+    expect(forward.map((d) => [p.nodes.filter((n) => n.by === d.id).map((n) => n.op), stored(d).length])).toEqual([
+      [['matmul'], 2],
+      [['matmul'], 2],
+    ]);
+    // one WGSL text serves the three weights' updates, another the three biases'
+    expect(new Set(optimizer.map((d) => d.kernel)).size).toBe(2);
+    // Adam's bias corrections 1 - beta^t are computed once per thread, not per element
+    const adam = p.kernels[optimizer[0].kernel!].wgsl;
+    expect(adam).toMatch(/fn prologue\(\) \{[^}]*fpow\(/);
+    expect(adam.slice(adam.indexOf('fn main'))).not.toMatch(/fpow/);
+    expect(programStats(p, { B: 64 }).dispatches).toBe(19);
+  });
+
+  it('folds the biases\' gradients into their updates, with no broadcast materialized', () => {
     const p = fused.programs.train;
     // the biases' gradients (batch sums of dy) are computed in their m and v updates' threads
     expect(p.nodes.filter((n) => n.op === 'sum' && n.attrs.axes?.toString() === '0')).toEqual([]);
