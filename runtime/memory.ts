@@ -63,11 +63,12 @@ export function planMemory(p: ProgramJSON, shapes: readonly number[][]): MemoryP
     if (!own) dying[Math.max(last[i], at)].push(b); // unread: free right after it is made
   };
   nodes.forEach((n, i) => {
-    if (home[i] !== i) buffer[i] = buffer[home[i]];
     // a node computed by a later dispatch gets its buffer there (if that dispatch stores it)
-    else if (n.op !== 'arg' && n.by === undefined) for (const w of [i, ...(n.writes ?? [])]) place(w, i);
+    if (home[i] === i && n.op !== 'arg' && n.by === undefined) for (const w of [i, ...(n.writes ?? [])]) place(w, i);
     // buffers whose last reader is this node are free for the nodes after it
     free.push(...dying[i]);
   });
+  // an alias is its home's buffer (which may be placed after the alias: a merged kernel's)
+  nodes.forEach((_, i) => (buffer[i] = buffer[home[i]]));
   return { buffer, sizes };
 }

@@ -265,6 +265,8 @@ export class WebGPUExecutor {
     const memory = planMemory(p, shapes);
     const pool = memory.sizes.map((size, b) => own(`dlc:buffer${b}`, size, STORAGE | COPY_SRC | COPY_DST));
     const bufs: GPUBuffer[] = [];
+    const alias = (n: NodeJSON) => n.kernel === undefined && n.by === undefined && n.op !== 'const' && !argOf.has(n.id);
+    const home = (j: number): number => (alias(p.nodes[j]) ? home(p.nodes[j].inputs[0]) : j);
     const dispatches: Plan['dispatches'] = [];
     // the scalar hyperparameters, copied into one uniform before each run
     const slots = hyperSlots(p);
@@ -276,9 +278,10 @@ export class WebGPUExecutor {
       if (arg) return (bufs[i] = this.tensors.get(arg)!.buffer);
       if (n.by !== undefined) return; // its dispatcher stores it, if anything reads it outside
       if (n.kernel === undefined && n.op !== 'const') {
-        // An alias (reshape): the input's buffer read with a new shape.
+        // An alias (reshape): the input's buffer read with a new shape (found below: a merged
+        // kernel may place its input's buffer later).
         if (n.inputs.length !== 1 || numel(shapes[n.inputs[0]]) !== numel(shape)) throw new Error(`node ${i} (${n.op}) has no kernel`);
-        return (bufs[i] = bufs[n.inputs[0]]);
+        return;
       }
       const writes = n.writes ?? [];
       for (const w of [i, ...writes]) bufs[w] = pool[memory.buffer[w]];
@@ -291,10 +294,11 @@ export class WebGPUExecutor {
       const uniform = own(`dlc:meta#${i}`, words.byteLength, UNIFORM | COPY_DST);
       this.upload(uniform, words);
       const k = p.kernels[n.kernel];
-      const entries = [...[...reads, i, ...writes].map((j) => bufs[j]), uniform, ...(k.hypers ? [hypers!] : [])].map((buffer, binding) => ({ binding, resource: { buffer } }));
+      const entries = [...[...reads, i, ...writes].map((j) => bufs[home(j)]), uniform, ...(k.hypers ? [hypers!] : [])].map((buffer, binding) => ({ binding, resource: { buffer } }));
       const bindGroup = this.device.createBindGroup({ label: `dlc:${n.op}#${i}`, layout: pipelines[n.kernel].getBindGroupLayout(0), entries });
       dispatches.push({ pipeline: pipelines[n.kernel], bindGroup, groups: workgroups(k.grid, shape) });
     });
+    p.nodes.forEach((_, i) => (bufs[i] = bufs[home(i)]));
     const outOffsets = offsetsOf(p.outputs.map((o) => shapes[o.node]));
     const staging = own('dlc:staging', outOffsets[p.outputs.length], MAP_READ | COPY_DST);
     return { owned, bufs, shapes, dispatches, staging, outOffsets, hypers, hyperCopies };

@@ -13,11 +13,16 @@
 // other inputs and the members read after it (outputs and updates too), at most MAX_BINDINGS in
 // all. Groups grow greedily along the edges, in program order.
 //
+// Fused reductions of one kind (the same domain, reduction and axes: a loss and a metric, both
+// means over the batch) that read none of each other run side by side the same way: one loop, an
+// accumulator each.
+//
 // The CPU executors ignore all this and run each node as before; only the WebGPU program changes.
 
 import type { AttrValue, NodeJSON, ProgramJSON } from '../../runtime/program.ts';
 import { MAX_BINDINGS, codeLines, fusedProgram, product, reduction, unbound } from '../ops/fused.ts';
 import type { Attrs, DType } from '../ir/node.ts';
+import { ops, type OpKind } from '../ops/registry.ts';
 
 export interface Merged {
   /** Node ids, ascending; the last is the dispatcher. */
@@ -34,6 +39,9 @@ const sameShape = (a: readonly unknown[], b: readonly unknown[]) => a.length ===
 
 /** Whether `n` can be a member: an elementwise fused node (reduction lines allowed), or a source. */
 const candidate = (n: NodeJSON): boolean => (n.op === 'fused' && !reduction(n.attrs as Attrs)) || n.op === 'matmul';
+/** A fused reduction's kind: siblings of one kind (the loss and a metric, both means over the
+ *  batch) accumulate side by side in one loop. */
+const reduceKind = (n: NodeJSON): string | undefined => (n.op === 'fused' && reduction(n.attrs as Attrs) ? JSON.stringify([n.attrs.shape, n.attrs.reduce, n.attrs.axes]) : undefined);
 const isSource = (n: NodeJSON): boolean => n.op === 'matmul' || product(n.attrs as Attrs) !== undefined;
 
 /** The input positions of `n` that its program reads at its own coordinates (the others: a
@@ -58,9 +66,16 @@ export function mergeGroups(p: ProgramJSON): Map<number, Merged> {
   // elementwise members with reduction lines (their other inputs)
   const folds = nodes.map((n, i) => candidate(n) && n.op === 'fused' && !product(n.attrs as Attrs) && direct[i].size < n.inputs.length);
 
+  /** The nodes that read `j`'s buffer: its readers, through aliases (a reshape reads nothing itself). */
+  const later = (j: number): number[] => readers[j].flatMap((r) => (ops()[nodes[r].op as OpKind].alias ? later(r) : [r]));
+  const home = (j: number): number => (ops()[nodes[j].op as OpKind].alias ? home(nodes[j].inputs[0]) : j);
   const groupOf = nodes.map((n) => [n.id]);
   const check = (members: number[]): Merged | undefined => {
     const set = new Set(members);
+    const kinds = new Set(members.map((m) => reduceKind(nodes[m])));
+    if (kinds.size > 1 || (kinds.has(undefined) && !members.every((m) => candidate(nodes[m])))) return undefined;
+    // reductions side by side read none of each other
+    if (!kinds.has(undefined) && members.some((m) => nodes[m].inputs.some((j) => set.has(j)))) return undefined;
     const sources = members.filter((m) => isSource(nodes[m]));
     if (sources.length > 1) return undefined;
     const src = sources.length ? nodes[sources[0]] : undefined;
@@ -71,7 +86,9 @@ export function mergeGroups(p: ProgramJSON): Map<number, Merged> {
       if (!sameShape(n.shape, domain)) return undefined;
       // a member reads the others at its own coordinates only
       if (n.inputs.some((j, k) => set.has(j) && !direct[m].has(k))) return undefined;
-      if (readers[m].some((r) => !set.has(r) && r < d)) return undefined;
+      if (later(m).some((r) => !set.has(r) && r < d)) return undefined;
+      // nor through a reshape (its buffer is the member's, written by this very kernel)
+      if (n.inputs.some((j) => !set.has(j) && set.has(home(j)))) return undefined;
     }
     // a matmul's epilogue has no reduction lines
     if (src && members.some((m) => m !== src.id && folds[m])) return undefined;
@@ -85,18 +102,23 @@ export function mergeGroups(p: ProgramJSON): Map<number, Merged> {
   };
 
   const merged = new Map<number, Merged>();
+  const join = (j: number, i: number) => {
+    const [a, c] = [groupOf[j], groupOf[i]];
+    if (a === c) return;
+    const members = [...a, ...c].sort((x, y) => x - y);
+    const m = check(members);
+    if (!m) return;
+    for (const x of [...a, ...c]) merged.delete(x);
+    for (const x of members) groupOf[x] = members;
+    merged.set(members[members.length - 1], m);
+  };
   for (const n of nodes) {
-    if (!candidate(n)) continue;
-    n.inputs.forEach((j, k) => {
-      const [a, c] = [groupOf[j], groupOf[n.id]];
-      if (a === c || !candidate(nodes[j]) || !direct[n.id].has(k) || !sameShape(nodes[j].shape, n.shape)) return;
-      const members = [...a, ...c].sort((x, y) => x - y);
-      const m = check(members);
-      if (!m) return;
-      for (const x of [...a, ...c]) merged.delete(x);
-      for (const x of members) groupOf[x] = members;
-      merged.set(members[members.length - 1], m);
-    });
+    if (candidate(n))
+      n.inputs.forEach((j, k) => candidate(nodes[j]) && direct[n.id].has(k) && sameShape(nodes[j].shape, n.shape) && join(j, n.id));
+    // a reduction joins the latest earlier one of its kind
+    const kind = reduceKind(n);
+    const before = kind === undefined ? undefined : nodes.slice(0, n.id).reverse().find((x) => reduceKind(x) === kind);
+    if (before) join(before.id, n.id);
   }
   return merged;
 }
@@ -138,5 +160,6 @@ function program(p: ProgramJSON, members: number[], src: NodeJSON | undefined, i
     return `r${code.length - 1}`;
   });
   const mode = src && (src.op === 'matmul' ? `${src.attrs.transA ? 't' : 'n'}${src.attrs.transB ? 't' : 'n'}` : (src.attrs.matmul as string));
-  return { code: code.join('; '), shape: [...nodes[members[0]].shape], ...(mode ? { matmul: mode } : {}), results: results.join(' ') };
+  const { shape, reduce, axes } = nodes[members[0]].attrs;
+  return { code: code.join('; '), shape: reduce ? shape : [...nodes[members[0]].shape], ...(mode ? { matmul: mode } : {}), ...(reduce ? { reduce, axes } : {}), results: results.join(' ') };
 }

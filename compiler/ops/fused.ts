@@ -320,7 +320,6 @@ fn prologue() {
     return matmulWgsl(sig, mm.transA, mm.transB, epilogue);
   }
   if (!red) return elementKernel(pre, [...(from < R ? [wgslCoords(R, from)] : []), ...body], results, p.lines.some((l) => l.axes), hoisted.length > 0);
-  if (results.length > 1) throw new Error('fused: a reduction has one result');
   // One invocation per output element: its kept coordinates from the thread id, then a loop over
   // the reduced positions evaluating the program at each.
   const row = reduceRows[red.op];
@@ -329,6 +328,9 @@ fn prologue() {
   // the outermost coordinate of a walk is what is left (below the count of the walked positions)
   const walk = (ks: number[], v: string) => [...ks].reverse().map((k, j) => (j < ks.length - 1 ? `c${k} = ${v} % d${k}; ${v} = ${v} / d${k};` : `c${k} = ${v};`)).join(' ');
   const kept = axes.filter((k) => !red.axes.includes(k));
+  // one accumulator per result (a merged kernel's siblings: codegen/merge.ts), each its row's
+  // statements over its own names
+  const own = (stmt: string, j: number) => stmt.replace(/\b(acc|at|v)\b/g, `$1${j}`);
   const code = `${pre}
 ${MAIN} {
   let i = thread_id(gid, nwg);
@@ -339,23 +341,24 @@ ${MAIN} {
   var rem = i;
   ${walk(kept, 'rem')}
   let cnt = ${red.axes.map((k) => `d${k}`).join(' * ') || '1u'};
-  ${row.init(sig.output.dtype)}
+  ${results.map((r, j) => own(row.init(p.lines[Number(r.slice(1))].dtype), j)).join(' ')}
   for (var q = 0u; q < cnt; q++) {
     var s = q;
     ${walk(red.axes, 's')}
     ${body.join('\n    ')}
-    let v = ${last};
-    ${row.step}
+    ${results.map((r, j) => `let v${j} = ${r};`).join(' ')}
+    ${results.map((_, j) => own(row.step, j)).join(' ')}
   }
-  out[i] = ${row.result};
+  ${results.map((_, j) => `out${j || ''}[i] = ${own(row.result, j)};`).join('\n  ')}
 }`;
   return { code, grid: { kind: 'elements' as const } };
 }
 
-/** Line k, the reduction of input K (of `rank`) over `axes`: a loop over the reduced positions, the
- *  other coordinates the output's last ones. */
 /** A value of the program: `let v: t = e`, or a reduction line's statements. */
 type Def = { v: string; t: DType; e: string; once: boolean } | string;
+
+/** Line k, the reduction of input K (of `rank`) over `axes`: a loop over the reduced positions, the
+ *  other coordinates the output's last ones. */
 
 function reductionLine(l: Line, k: number, rank: number, R: number): string {
   const K = (l.args[0] as { k: number }).k;
