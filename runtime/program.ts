@@ -31,9 +31,9 @@ export interface NodeJSON {
   /** Index into Program.kernels; absent for leaves (arg, const), aliases (reshape) and nodes
    *  another node's dispatch computes (`by`). */
   kernel?: number;
-  /** A dispatch's inputs when they are not `inputs`: a kernel that computes several nodes
-   *  (codegen/merge.ts) reads what they read. A kernel with `hypers` reads its scalar
-   *  hyperparameters from the program's hyper uniform (`hyperSlots`) and binds the others. */
+  /** The buffers a dispatch binds when they are not `inputs`: a kernel that computes several nodes
+   *  (codegen/merge.ts) reads what they read; a kernel reads scalar hyperparameters from the
+   *  program's hyper uniform (`hyperSlots`), not from bindings. */
   reads?: number[];
   /** The nodes besides this one that its dispatch stores, bound after its own output. */
   writes?: number[];

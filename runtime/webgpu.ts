@@ -287,7 +287,7 @@ export class WebGPUExecutor {
       for (const w of [i, ...writes]) bufs[w] = pool[memory.buffer[w]];
       if (n.kernel === undefined) return this.upload(bufs[i], constData(n, numel(shape), Float32Array));
       if (!numel(shape)) return;
-      const reads = bound(p, n);
+      const reads = n.reads ?? n.inputs;
       const meta = [numel(shape), ...shape, ...reads.flatMap((j) => shapes[j]), ...p.symbols.map((s) => syms[s])];
       const words = new Uint32Array(Math.ceil(meta.length / 4) * 4);
       words.set(meta);
@@ -303,15 +303,6 @@ export class WebGPUExecutor {
     const staging = own('dlc:staging', outOffsets[p.outputs.length], MAP_READ | COPY_DST);
     return { owned, bufs, shapes, dispatches, staging, outOffsets, hypers, hyperCopies };
   }
-}
-
-/** The inputs a dispatch binds: a kernel that reads the hyper uniform reads the scalar
- *  hyperparameters there. */
-function bound(p: ProgramJSON, n: NodeJSON): number[] {
-  const reads = n.reads ?? n.inputs;
-  if (!p.kernels[n.kernel!].hypers) return reads;
-  const slots = new Set(hyperSlots(p));
-  return reads.filter((j) => !slots.has(j));
 }
 
 /** Byte offsets of tensors of `shapes` packed one after another, and the total at the end. */

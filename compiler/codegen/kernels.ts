@@ -43,7 +43,11 @@ export function attachKernels(p: ProgramJSON): ProgramJSON {
       byKey.set(key, k);
       kernels.push({ name: kernelName(n.op, wgsl, src.grid), wgsl, grid: src.grid, ...(sig.inputs.some((i) => i.hyper !== undefined) ? { hypers: true as const } : {}) });
     }
-    return { ...n, kernel: k, ...(g ? { reads: g.inputs } : {}), ...(g && g.written.length > 1 ? { writes: g.written.slice(1) } : {}) };
+    // the buffers it binds: its inputs (a merged kernel's), but for the hyperparameters it reads
+    // from the uniform
+    const reads = inputs.filter((j) => hyper(j) === undefined);
+    const same = reads.length === n.inputs.length && reads.every((j, i) => j === n.inputs[i]);
+    return { ...n, kernel: k, ...(same ? {} : { reads }), ...(g && g.written.length > 1 ? { writes: g.written.slice(1) } : {}) };
   });
   return { ...p, nodes, kernels };
 }
