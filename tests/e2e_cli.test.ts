@@ -219,8 +219,12 @@ describe.concurrent('dlc compile', () => {
     expect(files.every((f) => f.endsWith('.wgsl'))).toBe(true);
     expect(new Set(files.map((f) => f.replace(/\.wgsl$/, '')))).toEqual(named);
     for (const f of files) expect(readFileSync(join(out, 'kernels', f), 'utf8')).toMatch(/@compute/);
-    // The train program runs a matmul kernel for each dense layer.
-    expect(m.programs.train.kernels.some((k: { name: string }) => k.name.startsWith('matmul'))).toBe(true);
+    // The train program computes each dense layer's products in its kernels: matmuls (some merged
+    // with their readers, codegen/merge.ts) and matmul epilogues.
+    type N = { op: string; attrs: { matmul?: string }; kernel?: number; by?: number };
+    const products = m.programs.train.nodes.filter((n: N) => n.op === 'matmul' || n.attrs.matmul);
+    expect(products.length).toBeGreaterThanOrEqual(3);
+    expect(products.every((n: N) => n.kernel !== undefined || n.by !== undefined)).toBe(true);
 
     const js = readFileSync(join(out, 'model.js'), 'utf8');
     expect(js).toMatch(/export\s*\{[^}]*createModel/);

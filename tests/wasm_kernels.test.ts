@@ -192,7 +192,10 @@ describe('training on the fast CPU path', () => {
       const { fast, js, params } = await curves(file, [...shape]);
       expect(fast[19]).toBeLessThan(fast[0]);
       fast.forEach((l, i) => expect(Math.abs(l - js[i])).toBeLessThanOrEqual(1e-4 * Math.abs(js[i])));
-      for (const [k, t] of Object.entries(params[1])) expectClose(params[0][k], t, { rtol: 1e-4, atol: 1e-5 });
+      // Adam moves every weight by about lr (1e-3) per step whatever its gradient's size, so a
+      // weight whose gradient is at rounding level (the paths sum in different orders) can drift
+      // by a small part of a step
+      for (const [k, t] of Object.entries(params[1])) expectClose(params[0][k], t, { rtol: 1e-4, atol: 5e-5 });
     }, 60_000);
   }
 });
