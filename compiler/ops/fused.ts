@@ -23,11 +23,14 @@
 //          coordinates and `iK` (K >= 1) is input K + 1; `shape` is the product's shape. A bias
 //          add and an activation run in the matmul kernel's epilogue instead of a kernel of their
 //          own that reads the product back.
+//   results (WGSL only)  the registers a kernel stores into `out`, `out1`, ... (default: the
+//          last line's): codegen/merge.ts gives a kernel that computes several nodes one program.
 //
 // The CPU kernel runs the program line by line over whole arrays with the table's own CPU kernels
 // (so fused and unfused programs agree bit for bit on the CPU; lines that only read size-1 inputs
 // run once): short code for bundles, and no eval (the wasm path, runtime/wasm.ts, is the fast one).
-// The WGSL kernel is one `let` per line with the table's expression templates.
+// The WGSL kernel is one `let` per line with the table's expression templates; the lines that are
+// the same for the whole dispatch run once per thread, in its prologue.
 
 import { ShapeError, broadcastShapes, sameShape, shapeStr, type Attrs, type DType, type Dim, type Node, type Shape } from '../ir/node.ts';
 import type { CpuCtx, KernelSig, OpDef, Tensor, TypedArray } from './types.ts';
