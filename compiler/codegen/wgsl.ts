@@ -47,7 +47,9 @@ export function kernelModule(sig: KernelSig, src: KernelSource): string {
   for (const s of sig.symbols) lines.push(`const SYM_${s}: u32 = ${offset++}u;`);
   lines.push(`const WG: u32 = ${WORKGROUP}u;`);
   lines.push(`fn thread_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 { return gid.x + gid.y * nwg.x * WG; }`);
-  return `${lines.join('\n')}\n\n${src.code.trim()}\n`;
+  // one statement or declaration per line, unindented: the text ships in every bundle
+  const body = src.code.split('\n').map((l) => l.trim()).filter(Boolean);
+  return `${[...lines, ...body].join('\n')}\n`;
 }
 
 // Pipelines are cached by this key: kernels with the same text share one (bundles derive kernel

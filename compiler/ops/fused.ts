@@ -9,10 +9,11 @@
 //          output coordinate along axis A, an i32: a one-hot's index ramp). An operand is
 //          `iK` (input K read at the output coordinates, broadcast), `rK` (an earlier line), or a
 //          literal `T:V` (dtype T, value V as JavaScript prints it: `f32:0.001`, `bool:1`).
-//          A line `R.A,B.. iK` (R a reduction: sum, mean, reduce_max, reduce_min) is input K
-//          reduced over its axes A, B..: what is left of its shape is the output's (leading 1s
-//          aside), so each output element folds its own values of input K (a bias gradient's
-//          column sum feeding the optimizer's update runs in the update's thread).
+//          A line `R.A,B.. iK` (R a reduction: sum, mean, reduce_max, reduce_min, or argmax over
+//          one axis) is input K reduced over its axes A, B..: what is left of its shape is the
+//          output's (leading 1s aside), so each output element folds its own values of input K (a
+//          bias gradient's column sum feeding the optimizer's update runs in the update's thread;
+//          the predicted class feeding an accuracy's mean, in the mean's loop).
 //   shape  the output shape; every input broadcasts to it. The last line is the result.
 //   reduce, axes (optional)  a reduction (sum, mean, reduce_max, reduce_min) of the program's
 //          values over `axes` of `shape`, with kept dims: the output is `shape` with those axes 1.
@@ -165,10 +166,11 @@ function parse(code: readonly string[], dtypes: readonly DType[], lineType: Line
       lines.push({ op, axis: Number(param), args, dtype: 'i32' });
       continue;
     }
-    if (REDUCTIONS.includes(op as FusedReduction)) {
+    if (REDUCTIONS.includes(op as FusedReduction) || op === 'argmax') {
       const t = args.length === 1 && args[0].kind === 'in' ? typeOf(args[0]) : undefined;
-      if (!t || !param || !/^\d+(,\d+)*$/.test(param) || t === 'bool' || (op === 'mean' && t !== 'f32')) throw new ShapeError(`fused: bad line '${text}'`);
-      lines.push({ op, axes: param.split(',').map(Number), args, dtype: t });
+      const one = op !== 'argmax' || /^\d+$/.test(param ?? '');
+      if (!t || !param || !/^\d+(,\d+)*$/.test(param) || !one || t === 'bool' || (op === 'mean' && t !== 'f32')) throw new ShapeError(`fused: bad line '${text}'`);
+      lines.push({ op, axes: param.split(',').map(Number), args, dtype: op === 'argmax' ? 'i32' : t });
       continue;
     }
     const row = Object.hasOwn(scalarRows, op) ? scalarRows[op as keyof typeof scalarRows] : undefined;
@@ -193,6 +195,8 @@ export const codeLines = (attrs: Attrs): string[] => {
 
 const REDUCTIONS = ['sum', 'mean', 'reduce_max', 'reduce_min'] as const;
 export type FusedReduction = (typeof REDUCTIONS)[number];
+/** What a reduction line computes: a reduction, or argmax (over one axis). */
+type LineReduction = FusedReduction | 'argmax';
 
 /** The reduction a fused node ends in, if any. */
 export function reduction(attrs: Attrs): { op: FusedReduction; axes: number[] } | undefined {
@@ -245,7 +249,7 @@ function runFused(ins: Tensor[], attrs: Attrs, out: { shape: number[]; dtype: DT
       l.axis !== undefined
         ? { data: iotaCpu([], { axis: l.axis }, { shape: out.shape, dtype: 'i32' }, ctx), shape: out.shape }
         : l.axes
-        ? { data: reduceCpu[l.op as FusedReduction](args, { axes: l.axes }, { shape: out.shape, dtype: l.dtype }, ctx), shape: out.shape }
+        ? { data: reduceCpu[l.op as LineReduction](args, { axes: l.axes }, { shape: out.shape, dtype: l.dtype }, ctx), shape: out.shape }
         : l.row
           ? { data: rowKernel(l.row)(args, {}, { shape, dtype: l.dtype }, ctx), shape }
           : one('f32', l.dims!.reduce<number>((n, d) => n * (typeof d === 'number' ? d : ctx.syms[d]), 1)),
@@ -284,7 +288,7 @@ function wgslFused(sig: KernelSig) {
     const def = (e: string): Def => ({ v: `r${k}`, t: l.dtype, e, once: once[k] });
     if (l.axes) {
       bits = true; // max and min start from infinities
-      return reductionLine(l, k, progIns[(l.args[0] as { k: number }).k].rank, R);
+      return reductionLine(l, k, progIns[(l.args[0] as { k: number }).k], R);
     }
     if (l.axis !== undefined) return def(`i32(c${l.axis})`);
     if (!l.row) return def(l.dims!.map((d) => (typeof d === 'number' ? `${d}.0` : `f32(M(SYM_${d}))`)).join(' * ') || '1.0');
@@ -360,12 +364,12 @@ ${MAIN} {
 /** A value of the program: `let v: t = e`, or a reduction line's statements. */
 type Def = { v: string; t: DType; e: string; once: boolean } | string;
 
-/** Line k, the reduction of input K (of `rank`) over `axes`: a loop over the reduced positions, the
- *  other coordinates the output's last ones. */
+/** Line k, the reduction of input K (of `rank` and `dtype`) over `axes`: a loop over the reduced
+ *  positions, the other coordinates the output's last ones. */
 
-function reductionLine(l: Line, k: number, rank: number, R: number): string {
+function reductionLine(l: Line, k: number, { rank, dtype }: { rank: number; dtype: DType }, R: number): string {
   const K = (l.args[0] as { k: number }).k;
-  const row = reduceRows[l.op as FusedReduction];
+  const row = reduceRows[l.op as LineReduction];
   const axes = l.axes!;
   const d = (a: number) => `M(IN${K} + ${a}u)`;
   const kept = Array.from({ length: rank }, (_, a) => a).filter((a) => !axes.includes(a));
@@ -375,7 +379,7 @@ function reductionLine(l: Line, k: number, rank: number, R: number): string {
   return `var r${k}: ${wgslType[l.dtype]};
   {
     let cnt = ${axes.map(d).join(' * ')};
-    ${row.init(l.dtype)}
+    ${row.init(dtype)}
     for (var q = 0u; q < cnt; q++) {
       var s = q;
       ${[...axes].reverse().map((a, j) => (j < axes.length - 1 ? `let u${a} = s % ${d(a)}; s = s / ${d(a)};` : `let u${a} = s;`)).join(' ')}
@@ -406,7 +410,7 @@ export const fusedOps = {
       const p = fusedProgram(codeLines(attrs), [...(mm ? ['f32' as DType] : []), ...ins.map((x) => x.dtype)]);
       const reduced = p.lines.filter((l) => l.axes);
       if (p.lines.some((l) => l.axis !== undefined && l.axis >= shape.length)) throw new ShapeError(`fused: an iota axis past the rank of ${shapeStr(shape as Dim[])}`);
-      if (reduced.length && (mm || red)) throw new ShapeError('fused: reduction lines in a matmul epilogue or a reduction');
+      if (reduced.length && mm) throw new ShapeError('fused: reduction lines in a matmul epilogue');
       const lead = (s: readonly Dim[]) => s.slice(s.findIndex((d) => d !== 1) < 0 ? s.length : s.findIndex((d) => d !== 1));
       for (const l of reduced) {
         const x = ins[(l.args[0] as { k: number }).k];

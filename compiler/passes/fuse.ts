@@ -75,7 +75,7 @@ const recomputable = (n: Node): boolean => RECOMPUTE.has(n.op) && n.inputs.filte
  */
 function operandView(m: Node, x: Node, vm: Shape): Shape {
   if (m.op === 'reshape') return vm;
-  if (reduceRoot(m)) return x.shape; // the domain of a fused reduction
+  if (reduceRoot(m) || m.op === 'argmax') return x.shape; // the domain of a fused reduction, or a folded one's input
   const a = [...new Array<Dim>(m.shape.length - x.shape.length).fill(1), ...x.shape];
   const p = m.shape.flatMap((d, k) => (d === 1 ? [] : [k]));
   let j = 0;
@@ -90,7 +90,9 @@ const reduceRoot = (n: Node): boolean => REDUCE.has(n.op) && n.attrs.keepdims ==
 /** A reduction of at most this many values per result folds into its readers' threads; a symbolic
  *  dim counts as small (the batch: a step's batch bounds it). */
 const FOLD = 1024;
-const foldable = (n: Node): boolean => (n.attrs.axes as number[]).reduce((s, a) => s * (typeof n.inputs[0].shape[a] === 'number' ? (n.inputs[0].shape[a] as number) : 1), 1) <= FOLD;
+const foldable = (n: Node): boolean => reducedAxes(n).reduce((s, a) => s * (typeof n.inputs[0].shape[a] === 'number' ? (n.inputs[0].shape[a] as number) : 1), 1) <= FOLD;
+/** A reduction's axes (argmax's one axis). */
+const reducedAxes = (n: Node): number[] => (n.op === 'argmax' ? [n.attrs.axis as number] : (n.attrs.axes as number[]));
 
 /** A shape without its leading 1s. */
 const lead = (s: Shape): Shape => s.slice(Math.max(0, s.findIndex((d) => d !== 1)));
@@ -177,11 +179,11 @@ export function fusionGroups(g: Graph): { order: Node[]; groupsOf: Map<Node, Gro
     // only an input stored anyway (read by a matmul, say): else its producers fuse into the reduction
     const stored = !fusible(x) || results.has(x) || users.get(x)!.some((u) => !fusible(u) && !reduceRoot(u));
     if (!stored || results.has(n) || !us.length || !us.every((u) => groupsOf.has(u)) || !foldable(n)) return false;
-    const left = x.shape.filter((_, a) => !(n.attrs.axes as number[]).includes(a));
+    const left = x.shape.filter((_, a) => !reducedAxes(n).includes(a));
     const plans: [Group, Shape, Map<string, Node>][] = [];
     for (const gr of new Set(us.flatMap((u) => groupsOf.get(u)!))) {
       const view = viewIn(gr, n);
-      if (!view || gr.source || reduceRoot(gr.root) || !sameShape(view, gr.domain) || !sameShape(lead(left), lead(gr.domain))) return false;
+      if (!view || gr.source || !sameShape(view, gr.domain) || !sameShape(lead(left), lead(gr.domain))) return false;
       const f = new Map(gr.frontier);
       f.delete(key(n, view));
       for (const [kk, y] of reads(n, view, gr)) f.set(kk, y);
@@ -199,6 +201,7 @@ export function fusionGroups(g: Graph): { order: Node[]; groupsOf: Map<Node, Gro
     const n = order[k];
     if (!fusible(n)) {
       if (reduceRoot(n) && !fold(n)) groupsOf.set(n, start(n, n.inputs[0].shape));
+      if (n.op === 'argmax') fold(n);
       if (n.op === 'matmul') absorb(n);
       continue;
     }
@@ -279,7 +282,7 @@ export function fuseGraph(g: Graph): Graph {
         refs.set(m, ref(m, m.inputs[0]));
         continue;
       }
-      const head = m.op === 'cast' ? `cast.${m.dtype}` : m.op === 'size' ? sizeOp(m.attrs.dims as Dim[]) : m.op === 'iota' ? `iota.${m.attrs.axis}` : reduceRoot(m) ? `${m.op}.${m.attrs.axes}` : m.op;
+      const head = m.op === 'cast' ? `cast.${m.dtype}` : m.op === 'size' ? sizeOp(m.attrs.dims as Dim[]) : m.op === 'iota' ? `iota.${m.attrs.axis}` : reduceRoot(m) || m.op === 'argmax' ? `${m.op}.${reducedAxes(m)}` : m.op;
       code.push([head, ...m.inputs.map((x) => ref(m, x))].join(' '));
       refs.set(m, `r${code.length - 1}`);
     }
