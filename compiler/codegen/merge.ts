@@ -44,16 +44,17 @@ const candidate = (n: NodeJSON): boolean => (n.op === 'fused' && !reduction(n.at
 const reduceKind = (n: NodeJSON): string | undefined => (n.op === 'fused' && reduction(n.attrs as Attrs) ? JSON.stringify([n.attrs.shape, n.attrs.reduce, n.attrs.axes]) : undefined);
 const isSource = (n: NodeJSON): boolean => n.op === 'matmul' || product(n.attrs as Attrs) !== undefined;
 
-/** The input positions of `n` that its program reads at its own coordinates (the others: a
- *  source's operands, a reduction line's input). */
-function directInputs(p: ProgramJSON, n: NodeJSON): Set<number> {
-  if (n.op === 'matmul') return new Set();
+/** The input positions of `n` that its program reads only at its own coordinates (not a source's
+ *  operands, not a reduction line's input), and those a reduction line reads. */
+function inputReads(p: ProgramJSON, n: NodeJSON): { direct: Set<number>; reduced: Set<number> } {
+  const [direct, reduced] = [new Set<number>(), new Set<number>()];
+  if (n.op === 'matmul') return { direct, reduced };
   const mm = product(n.attrs as Attrs) !== undefined;
   const progIns = mm ? n.inputs.slice(2) : n.inputs;
   const prog = fusedProgram(codeLines(n.attrs as Attrs), [...(mm ? ['f32' as DType] : []), ...progIns.map((j) => p.nodes[j].dtype)]);
-  const direct = new Set<number>();
-  for (const l of prog.lines) if (!l.axes) for (const a of l.args) if (a.kind === 'in' && (!mm || a.k > 0)) direct.add(mm ? a.k + 1 : a.k);
-  return direct;
+  for (const l of prog.lines) for (const a of l.args) if (a.kind === 'in' && (!mm || a.k > 0)) (l.axes ? reduced : direct).add(mm ? a.k + 1 : a.k);
+  for (const k of reduced) direct.delete(k);
+  return { direct, reduced };
 }
 
 /** The groups of two or more nodes that run as one kernel, by dispatcher. */
@@ -62,9 +63,10 @@ export function mergeGroups(p: ProgramJSON): Map<number, Merged> {
   const readers: number[][] = nodes.map(() => []);
   nodes.forEach((n) => n.inputs.forEach((j) => readers[j].push(n.id)));
   const results = new Set([...p.outputs, ...p.updates].map((r) => r.node));
-  const direct = nodes.map((n) => (candidate(n) ? directInputs(p, n) : new Set<number>()));
-  // elementwise members with reduction lines (their other inputs)
-  const folds = nodes.map((n, i) => candidate(n) && n.op === 'fused' && !product(n.attrs as Attrs) && direct[i].size < n.inputs.length);
+  const reads = nodes.map((n) => (candidate(n) ? inputReads(p, n) : { direct: new Set<number>(), reduced: new Set<number>() }));
+  const direct = reads.map((r) => r.direct);
+  // elementwise members with reduction lines
+  const folds = reads.map((r) => r.reduced.size > 0);
 
   /** The nodes that read `j`'s buffer: its readers, through aliases (a reshape reads nothing itself). */
   const later = (j: number): number[] => readers[j].flatMap((r) => (ops()[nodes[r].op as OpKind].alias ? later(r) : [r]));

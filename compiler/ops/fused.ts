@@ -231,6 +231,13 @@ export function fusedCpu(ins: Tensor[], attrs: Attrs, out: { shape: number[]; dt
   return reduceCpu[red.op]([{ data: values, shape: domain }], { axes: red.axes, keepdims: true }, out, ctx);
 }
 
+/** A reduction line: input `x` reduced over the line's axes, kept as 1s (the output's shape, or its
+ *  rows' shape, which later lines broadcast). */
+function reduced(l: Line, x: Tensor, ctx: CpuCtx): Tensor {
+  const shape = x.shape.map((d, a) => (l.axes!.includes(a) ? 1 : d));
+  return { data: reduceCpu[l.op as LineReduction]([x], { axes: l.axes! }, { shape, dtype: l.dtype }, ctx), shape };
+}
+
 /** Runs the program line by line, each line over the whole output with its row's own CPU kernel, so
  *  that fused and unfused programs agree bit for bit (every value stored, and rounded, as its
  *  unfused node's would be); a line that reads only single values runs once. */
@@ -249,7 +256,7 @@ function runFused(ins: Tensor[], attrs: Attrs, out: { shape: number[]; dtype: DT
       l.axis !== undefined
         ? { data: iotaCpu([], { axis: l.axis }, { shape: out.shape, dtype: 'i32' }, ctx), shape: out.shape }
         : l.axes
-        ? { data: reduceCpu[l.op as LineReduction](args, { axes: l.axes }, { shape: out.shape, dtype: l.dtype }, ctx), shape: out.shape }
+        ? reduced(l, args[0], ctx)
         : l.row
           ? { data: rowKernel(l.row)(args, {}, { shape, dtype: l.dtype }, ctx), shape }
           : one('f32', l.dims!.reduce<number>((n, d) => n * (typeof d === 'number' ? d : ctx.syms[d]), 1)),
@@ -284,11 +291,13 @@ function wgslFused(sig: KernelSig) {
   const onceIn = progIns.map((x, k) => !(mm && !k) && (x.hyper !== undefined || x.shape.every((d) => d === 1)));
   const once: boolean[] = [];
   p.lines.forEach((l, k) => (once[k] = !l.axes && l.axis === undefined && l.args.every((a) => a.kind === 'lit' || (a.kind === 'in' ? onceIn[a.k] : once[a.k]))));
+  const domain = red || mm ? (sig.attrs.shape as Dim[]) : sig.output.shape;
   const lines: Def[] = p.lines.map((l, k) => {
     const def = (e: string): Def => ({ v: `r${k}`, t: l.dtype, e, once: once[k] });
     if (l.axes) {
       bits = true; // max and min start from infinities
-      return reductionLine(l, k, progIns[(l.args[0] as { k: number }).k], R);
+      const x = progIns[(l.args[0] as { k: number }).k];
+      return reductionLine(l, k, x, keptCoord(l.axes, x.rank, R, sameShape(x.shape, domain)));
     }
     if (l.axis !== undefined) return def(`i32(c${l.axis})`);
     if (!l.row) return def(l.dims!.map((d) => (typeof d === 'number' ? `${d}.0` : `f32(M(SYM_${d}))`)).join(' * ') || '1.0');
@@ -299,7 +308,6 @@ function wgslFused(sig: KernelSig) {
   // inputs read at the output coordinates (not only reduced), each indexed as cheaply as its shape
   // allows: by the output element (elementwise kernels) or by the coordinates (the others)
   const direct = new Set(p.lines.flatMap((l) => (l.axes ? [] : l.args.flatMap((a) => (a.kind === 'in' ? [a.k] : [])))));
-  const domain = red || mm ? (sig.attrs.shape as Dim[]) : sig.output.shape;
   const index = (shape: Shape) =>
     red ? wgslCoordIndex(shape, domain, (a) => `d${a}`) : mm ? wgslCoordIndex(shape, domain, (a) => `M(OUT + ${a}u)`) : wgslElementIndex(shape, domain);
   const load = (inp: KernelSig['inputs'][number], k: number) =>
@@ -309,7 +317,15 @@ function wgslFused(sig: KernelSig) {
   // the statements of each element
   const body = defs.flatMap((d) => (typeof d === 'string' ? [d] : d.once ? [] : [`let ${d.v} = ${d.e};`]));
   // the output coordinates that iota and reduction lines read, from the outermost one in
-  const from = Math.min(R, ...p.lines.map((l) => (l.axis ?? (l.axes ? R - progIns[(l.args[0] as { k: number }).k].rank + l.axes.length : R))));
+  const from = Math.min(
+    R,
+    ...p.lines.map((l) => {
+      if (!l.axes) return l.axis ?? R;
+      const x = progIns[(l.args[0] as { k: number }).k];
+      const kept = Array.from({ length: x.rank }, (_, a) => a).filter((a) => !l.axes!.includes(a));
+      return kept.length ? keptCoord(l.axes, x.rank, R, sameShape(x.shape, domain))(kept[0]) : R;
+    }),
+  );
   const last = `r${p.lines.length - 1}`;
   // the registers stored into out, out1, ...: the last line's, or those a merged kernel names
   const results = typeof sig.attrs.results === 'string' ? sig.attrs.results.split(' ') : [last];
@@ -361,19 +377,26 @@ ${MAIN} {
   return { code, grid: { kind: 'elements' as const } };
 }
 
+/** The output coordinate of kept axis `a` of a reduction line's input (of `rank`): the kept axes
+ *  are the output's last ones, or, for an input of the output's shape (`row`: each element's thread
+ *  reduces its row), each its own. */
+const keptCoord = (axes: readonly number[], rank: number, R: number, row: boolean) => {
+  const kept = Array.from({ length: rank }, (_, a) => a).filter((a) => !axes.includes(a));
+  return (a: number): number => (row ? a : R - kept.length + kept.indexOf(a));
+};
+
 /** A value of the program: `let v: t = e`, or a reduction line's statements. */
 type Def = { v: string; t: DType; e: string; once: boolean } | string;
 
 /** Line k, the reduction of input K (of `rank` and `dtype`) over `axes`: a loop over the reduced
- *  positions, the other coordinates the output's last ones. */
+ *  positions, the other coordinates the output's (`at`: which one). */
 
-function reductionLine(l: Line, k: number, { rank, dtype }: { rank: number; dtype: DType }, R: number): string {
+function reductionLine(l: Line, k: number, { rank, dtype }: { rank: number; dtype: DType }, at: (a: number) => number): string {
   const K = (l.args[0] as { k: number }).k;
   const row = reduceRows[l.op as LineReduction];
   const axes = l.axes!;
   const d = (a: number) => `M(IN${K} + ${a}u)`;
-  const kept = Array.from({ length: rank }, (_, a) => a).filter((a) => !axes.includes(a));
-  const coord = (a: number) => (axes.includes(a) ? `u${a}` : `c${R - kept.length + kept.indexOf(a)}`);
+  const coord = (a: number) => (axes.includes(a) ? `u${a}` : `c${at(a)}`);
   let index = '0u';
   for (let a = 0; a < rank; a++) index = a ? `(${index}) * ${d(a)} + ${coord(a)}` : coord(a);
   return `var r${k}: ${wgslType[l.dtype]};
@@ -416,7 +439,10 @@ export const fusedOps = {
         const x = ins[(l.args[0] as { k: number }).k];
         if (l.axes!.some((a, k) => a >= x.shape.length || (k > 0 && a <= l.axes![k - 1]))) throw new ShapeError(`fused: bad axes [${l.axes}] for ${shapeStr(x.shape)}`);
         const left = x.shape.filter((_, a) => !l.axes!.includes(a));
-        if (!sameShape(lead(left), lead(shape as Dim[]))) throw new ShapeError(`fused: ${shapeStr(x.shape)} reduced over [${l.axes}] is not ${shapeStr(shape as Dim[])}`);
+        // what is left is the output's shape, or (a row reduced in each element's thread) the
+        // input is the output's shape
+        if (!sameShape(lead(left), lead(shape as Dim[])) && !sameShape(x.shape, shape as Dim[]))
+          throw new ShapeError(`fused: ${shapeStr(x.shape)} reduced over [${l.axes}] is not ${shapeStr(shape as Dim[])}`);
       }
       const direct = new Set(p.lines.flatMap((l) => (l.axes ? [] : l.args.flatMap((a) => (a.kind === 'in' ? [a.k - (mm ? 1 : 0)] : [])))));
       ins.forEach((x, k) => {

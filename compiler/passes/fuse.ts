@@ -24,8 +24,10 @@
 // A reduction whose readers are all groups computed over its own output's shape (a bias
 // gradient, the batch sum of dy, read by the optimizer's m and v updates) folds into them when it
 // reduces few values (FOLD): each of their threads loops over its own reduced values (a reduction
-// line, ops/fused.ts), so the reduction runs no kernel of its own. Only a reduction of a value
-// stored anyway folds (else its producers are better fused into its loads).
+// line, ops/fused.ts), so the reduction runs no kernel of its own. So does a reduction over a
+// short static row (ROW) into readers computed over its input's shape (a softmax's row max into
+// `exp(x - max)`): each element's thread reduces its row. Only a reduction of a value stored
+// anyway folds (else its producers are better fused into its loads).
 //
 // A fused node has one output: an optimizer's new m, v and p are three nodes (p reads the new m
 // and v); codegen/merge.ts computes such neighbours in one kernel.
@@ -91,6 +93,10 @@ const reduceRoot = (n: Node): boolean => REDUCE.has(n.op) && n.attrs.keepdims ==
  *  dim counts as small (the batch: a step's batch bounds it). */
 const FOLD = 1024;
 const foldable = (n: Node): boolean => reducedAxes(n).reduce((s, a) => s * (typeof n.inputs[0].shape[a] === 'number' ? (n.inputs[0].shape[a] as number) : 1), 1) <= FOLD;
+/** A reduction over at most this many values (all static) folds into readers of its input's
+ *  shape, each element's thread reducing its whole row. */
+const ROW = 64;
+const shortRow = (n: Node): boolean => (staticSize(reducedAxes(n).map((a) => n.inputs[0].shape[a])) ?? Infinity) <= ROW;
 /** A reduction's axes (argmax's one axis). */
 const reducedAxes = (n: Node): number[] => (n.op === 'argmax' ? [n.attrs.axis as number] : (n.attrs.axes as number[]));
 
@@ -183,7 +189,12 @@ export function fusionGroups(g: Graph): { order: Node[]; groupsOf: Map<Node, Gro
     const plans: [Group, Shape, Map<string, Node>][] = [];
     for (const gr of new Set(us.flatMap((u) => groupsOf.get(u)!))) {
       const view = viewIn(gr, n);
-      if (!view || gr.source || !sameShape(view, gr.domain) || !sameShape(lead(left), lead(gr.domain))) return false;
+      // each thread folds its own values (a column sum of its own column), or, over a short row,
+      // its whole row (a softmax's row max in each element's thread: the row is read again per
+      // element, but not stored and read back)
+      const own = view && sameShape(view, gr.domain) && sameShape(lead(left), lead(gr.domain));
+      const row = view && reduceRoot(n) && shortRow(n) && sameShape(x.shape, gr.domain) && sameShape(view, n.shape);
+      if (gr.source || !(own || row)) return false;
       const f = new Map(gr.frontier);
       f.delete(key(n, view));
       for (const [kk, y] of reads(n, view, gr)) f.set(kk, y);
