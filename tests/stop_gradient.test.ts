@@ -142,8 +142,11 @@ describe('the library\'s softmax, log_softmax, logsumexp and softmax_cross_entro
     // the row max's gradient (an eq mask, its row sum, and the row sum of the shifted exp's) is gone
     expect(now.programs.train.nodes.filter((n) => n.src?.startsWith('gradient of reduce_max at stdlib/activations.dlm'))).toEqual([]);
     expect(before.programs.train.nodes.filter((n) => n.src?.startsWith('gradient of reduce_max at stdlib/activations.dlm')).length).toBeGreaterThan(0);
-    console.log(`mnist_mlp train dispatches: ${kernels(before.programs.train)} through the max, ${kernels(now.programs.train)} with stop_gradient`);
-    expect(kernels(now.programs.train)).toBeLessThanOrEqual(kernels(before.programs.train) - 3);
+    // fusion now absorbs that path into the same number of kernels, which compute less
+    const work = (p: ProgramJSON) => p.nodes.reduce((s, n) => s + (n.op === 'fused' ? String(n.attrs.code).split(';').length : n.kernel !== undefined ? 1 : 0), 0);
+    console.log(`mnist_mlp train dispatches: ${kernels(before.programs.train)} through the max, ${kernels(now.programs.train)} with stop_gradient; program lines ${work(before.programs.train)} -> ${work(now.programs.train)}`);
+    expect(kernels(now.programs.train)).toBeLessThanOrEqual(kernels(before.programs.train));
+    expect(work(now.programs.train)).toBeLessThan(work(before.programs.train) - 10);
     for (const name of ['predict', 'evaluate', 'init'] as const) expect(withoutSrc(now.programs[name]!)).toEqual(withoutSrc(before.programs[name]!));
   });
 });

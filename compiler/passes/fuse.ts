@@ -57,15 +57,17 @@ const isLiteral = (n: Node): boolean => n.op === 'const' && typeof n.attrs.value
 /** One element: recomputing it anywhere is free, and it reads the same at every coordinate. */
 const cheap = (n: Node): boolean => staticSize(n.shape) === 1;
 
-/** Tensors of at most this many elements (a bias) are small: reading them again costs little. */
+/** Tensors of at most this many elements (a bias) are small: reading them again costs little. So
+ *  is a short row's reduction (a softmax's row max): it folds into its readers' threads. */
 const SMALL = 4096;
-const small = (n: Node): boolean => (staticSize(n.shape) ?? Infinity) <= SMALL;
+const small = (n: Node): boolean => (staticSize(n.shape) ?? Infinity) <= SMALL || (reduceRoot(n) && shortRow(n));
 
-/** Cheap arithmetic over at most one big tensor (the other operands small: a bias, a scalar):
+/** Cheap arithmetic (and exp: a softmax's numerator, read by its row sum and by its quotient or
+ *  gradient) over at most one big tensor (the other operands small: a bias, a scalar):
  *  computing it again in each of its users' kernels reads that tensor once per kernel instead of
  *  reading its own output once per kernel, so recomputing it costs no memory traffic and saves its
  *  kernel (the bias add before a relu, whose gradient reads it too). */
-const RECOMPUTE = new Set(['add', 'sub', 'mul', 'div', 'neg', 'abs', 'max', 'min', 'sign', 'floor', 'select', 'cast', 'not', 'and', 'or', 'eq', 'ne', 'lt', 'le', 'gt', 'ge', 'broadcast', 'reshape', 'iota']);
+const RECOMPUTE = new Set(['add', 'sub', 'mul', 'div', 'neg', 'abs', 'max', 'min', 'sign', 'floor', 'select', 'cast', 'not', 'and', 'or', 'eq', 'ne', 'lt', 'le', 'gt', 'ge', 'broadcast', 'reshape', 'iota', 'exp']);
 const recomputable = (n: Node): boolean => RECOMPUTE.has(n.op) && n.inputs.filter((i) => !isLiteral(i) && !small(i)).length <= 1;
 
 /**
