@@ -45,14 +45,15 @@ const reduceKind = (n: NodeJSON): string | undefined => (n.op === 'fused' && red
 const isSource = (n: NodeJSON): boolean => n.op === 'matmul' || product(n.attrs as Attrs) !== undefined;
 
 /** The input positions of `n` that its program reads only at its own coordinates (not a source's
- *  operands, not a reduction line's input), and those a reduction line reads. */
+ *  operands, not a reduction or take line's input), and those a reduction or take line reads. */
 function inputReads(p: ProgramJSON, n: NodeJSON): { direct: Set<number>; reduced: Set<number> } {
   const [direct, reduced] = [new Set<number>(), new Set<number>()];
   if (n.op === 'matmul') return { direct, reduced };
   const mm = product(n.attrs as Attrs) !== undefined;
   const progIns = mm ? n.inputs.slice(2) : n.inputs;
   const prog = fusedProgram(codeLines(n.attrs as Attrs), [...(mm ? ['f32' as DType] : []), ...progIns.map((j) => p.nodes[j].dtype)]);
-  for (const l of prog.lines) for (const a of l.args) if (a.kind === 'in' && (!mm || a.k > 0)) (l.axes ? reduced : direct).add(mm ? a.k + 1 : a.k);
+  for (const l of prog.lines)
+    l.args.forEach((a, j) => a.kind === 'in' && (!mm || a.k > 0) && (l.axes || (l.gather && !j) ? reduced : direct).add(mm ? a.k + 1 : a.k));
   for (const k of reduced) direct.delete(k);
   return { direct, reduced };
 }

@@ -42,6 +42,7 @@ import {
 import { reduceCpu, reduceRows } from './reduce.ts';
 import { matmulCpu, matmulOps, matmulWgsl } from './matmul.ts';
 import { iotaCpu } from './leaf.ts';
+import { takeCpu } from './gather.ts';
 import { wgslType } from '../codegen/wgsl.ts';
 
 /** The most storage buffers a kernel binds: WebGPU guarantees 8 per stage. A fused node binds its
@@ -70,6 +71,8 @@ export interface Line {
   axes?: number[];
   /** iota's axis. */
   axis?: number;
+  /** A take line: input args[0] read at the entry args[1] of its last axis. */
+  gather?: true;
   args: Operand[];
   dtype: DType;
 }
@@ -173,6 +176,11 @@ function parse(code: readonly string[], dtypes: readonly DType[], lineType: Line
       lines.push({ op, axes: param.split(',').map(Number), args, dtype: op === 'argmax' ? 'i32' : t });
       continue;
     }
+    if (op === 'take') {
+      if (param || args.length !== 2 || args[0].kind !== 'in' || typeOf(args[0]) !== 'f32' || typeOf(args[1]) !== 'i32') throw new ShapeError(`fused: bad line '${text}'`);
+      lines.push({ op, gather: true, args, dtype: 'f32' });
+      continue;
+    }
     const row = Object.hasOwn(scalarRows, op) ? scalarRows[op as keyof typeof scalarRows] : undefined;
     if (!row) throw new ShapeError(`fused: unknown op '${op}' in '${text}'`);
     if (args.length !== row.arity) throw new ShapeError(`fused: ${op} takes ${row.arity} operand(s) in '${text}'`);
@@ -231,6 +239,12 @@ export function fusedCpu(ins: Tensor[], attrs: Attrs, out: { shape: number[]; dt
   return reduceCpu[red.op]([{ data: values, shape: domain }], { axes: red.axes, keepdims: true }, out, ctx);
 }
 
+/** `t` at every position of `shape` (a single value repeated). */
+function full(t: Tensor, shape: number[], ctx: CpuCtx): Tensor {
+  const n = numel(shape);
+  return t.data.length === n ? t : { data: alloc('i32', n, ctx).fill(t.data[0]), shape };
+}
+
 /** A reduction line: input `x` reduced over the line's axes, kept as 1s (the output's shape, or its
  *  rows' shape, which later lines broadcast). */
 function reduced(l: Line, x: Tensor, ctx: CpuCtx): Tensor {
@@ -257,6 +271,8 @@ function runFused(ins: Tensor[], attrs: Attrs, out: { shape: number[]; dtype: DT
         ? { data: iotaCpu([], { axis: l.axis }, { shape: out.shape, dtype: 'i32' }, ctx), shape: out.shape }
         : l.axes
         ? reduced(l, args[0], ctx)
+        : l.gather
+        ? { data: takeCpu([args[0], full(args[1], out.shape, ctx)], {}, { shape: out.shape, dtype: 'f32' }, ctx), shape: out.shape }
         : l.row
           ? { data: rowKernel(l.row)(args, {}, { shape, dtype: l.dtype }, ctx), shape }
           : one('f32', l.dims!.reduce<number>((n, d) => n * (typeof d === 'number' ? d : ctx.syms[d]), 1)),
@@ -290,7 +306,7 @@ function wgslFused(sig: KernelSig) {
   // epilogue has 64), into private variables that `prologue()` sets.
   const onceIn = progIns.map((x, k) => !(mm && !k) && (x.hyper !== undefined || x.shape.every((d) => d === 1)));
   const once: boolean[] = [];
-  p.lines.forEach((l, k) => (once[k] = !l.axes && l.axis === undefined && l.args.every((a) => a.kind === 'lit' || (a.kind === 'in' ? onceIn[a.k] : once[a.k]))));
+  p.lines.forEach((l, k) => (once[k] = !l.axes && !l.gather && l.axis === undefined && l.args.every((a) => a.kind === 'lit' || (a.kind === 'in' ? onceIn[a.k] : once[a.k]))));
   const domain = red || mm ? (sig.attrs.shape as Dim[]) : sig.output.shape;
   const lines: Def[] = p.lines.map((l, k) => {
     const def = (e: string): Def => ({ v: `r${k}`, t: l.dtype, e, once: once[k] });
@@ -300,6 +316,15 @@ function wgslFused(sig: KernelSig) {
       return reductionLine(l, k, x, keptCoord(l.axes, x.rank, R, sameShape(x.shape, domain)));
     }
     if (l.axis !== undefined) return def(`i32(c${l.axis})`);
+    if (l.gather) {
+      // the entry j of input K's row at this position (its flat index: the thread's, or in a
+      // reduction's loop, its coordinates'); out of range reads 0, as take does
+      const K = (l.args[0] as { k: number }).k;
+      const n = `i32(M(IN${K} + ${progIns[K].rank - 1}u))`;
+      const at = red ? wgslCoordIndex(domain, domain, (a) => `d${a}`) : 'i';
+      const j = ref(l.args[1]);
+      return def(`select(0.0, in${K}[(${at}) * u32(${n}) + u32(clamp(${j}, 0, ${n} - 1))], ${j} >= 0 && ${j} < ${n})`);
+    }
     if (!l.row) return def(l.dims!.map((d) => (typeof d === 'number' ? `${d}.0` : `f32(M(SYM_${d}))`)).join(' * ') || '1.0');
     const row = elementwiseRows[l.op as keyof typeof elementwiseRows];
     if (row.fns) fns.add(row.fns);
@@ -307,7 +332,7 @@ function wgslFused(sig: KernelSig) {
   });
   // inputs read at the output coordinates (not only reduced), each indexed as cheaply as its shape
   // allows: by the output element (elementwise kernels) or by the coordinates (the others)
-  const direct = new Set(p.lines.flatMap((l) => (l.axes ? [] : l.args.flatMap((a) => (a.kind === 'in' ? [a.k] : [])))));
+  const direct = new Set(p.lines.flatMap((l) => (l.axes ? [] : (l.gather ? l.args.slice(1) : l.args).flatMap((a) => (a.kind === 'in' ? [a.k] : [])))));
   const index = (shape: Shape) =>
     red ? wgslCoordIndex(shape, domain, (a) => `d${a}`) : mm ? wgslCoordIndex(shape, domain, (a) => `M(OUT + ${a}u)`) : wgslElementIndex(shape, domain);
   const load = (inp: KernelSig['inputs'][number], k: number) =>
@@ -431,20 +456,22 @@ export const fusedOps = {
       }
       const ins = mm ? inputs.slice(2) : inputs;
       const p = fusedProgram(codeLines(attrs), [...(mm ? ['f32' as DType] : []), ...ins.map((x) => x.dtype)]);
-      const reduced = p.lines.filter((l) => l.axes);
+      const reduced = p.lines.filter((l) => l.axes || l.gather);
       if (p.lines.some((l) => l.axis !== undefined && l.axis >= shape.length)) throw new ShapeError(`fused: an iota axis past the rank of ${shapeStr(shape as Dim[])}`);
-      if (reduced.length && mm) throw new ShapeError('fused: reduction lines in a matmul epilogue');
+      if (reduced.length && mm) throw new ShapeError('fused: reduction or take lines in a matmul epilogue');
       const lead = (s: readonly Dim[]) => s.slice(s.findIndex((d) => d !== 1) < 0 ? s.length : s.findIndex((d) => d !== 1));
       for (const l of reduced) {
         const x = ins[(l.args[0] as { k: number }).k];
-        if (l.axes!.some((a, k) => a >= x.shape.length || (k > 0 && a <= l.axes![k - 1]))) throw new ShapeError(`fused: bad axes [${l.axes}] for ${shapeStr(x.shape)}`);
-        const left = x.shape.filter((_, a) => !l.axes!.includes(a));
+        const axes = l.axes ?? [x.shape.length - 1];
+        if (axes.some((a, k) => a < 0 || a >= x.shape.length || (k > 0 && a <= axes[k - 1]))) throw new ShapeError(`fused: bad axes [${axes}] for ${shapeStr(x.shape)}`);
+        const left = x.shape.filter((_, a) => !axes.includes(a));
         // what is left is the output's shape, or (a row reduced in each element's thread) the
         // input is the output's shape
         if (!sameShape(lead(left), lead(shape as Dim[])) && !sameShape(x.shape, shape as Dim[]))
-          throw new ShapeError(`fused: ${shapeStr(x.shape)} reduced over [${l.axes}] is not ${shapeStr(shape as Dim[])}`);
+          throw new ShapeError(`fused: ${shapeStr(x.shape)} reduced over [${axes}] is not ${shapeStr(shape as Dim[])}`);
+        if (l.gather && !sameShape(left, shape as Dim[])) throw new ShapeError(`fused: take from ${shapeStr(x.shape)} at ${shapeStr(shape as Dim[])}`);
       }
-      const direct = new Set(p.lines.flatMap((l) => (l.axes ? [] : l.args.flatMap((a) => (a.kind === 'in' ? [a.k - (mm ? 1 : 0)] : [])))));
+      const direct = new Set(p.lines.flatMap((l) => (l.axes ? [] : (l.gather ? l.args.slice(1) : l.args).flatMap((a) => (a.kind === 'in' ? [a.k - (mm ? 1 : 0)] : [])))));
       ins.forEach((x, k) => {
         if ((direct.has(k) || !reduced.length) && !sameShape(broadcastShapes([x.shape, shape as Dim[]]), shape as Dim[]))
           throw new ShapeError(`fused: input ${shapeStr(x.shape)} does not broadcast to ${shapeStr(shape as Dim[])}`);

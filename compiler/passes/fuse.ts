@@ -79,7 +79,8 @@ const recomputable = (n: Node): boolean => RECOMPUTE.has(n.op) && n.inputs.filte
  */
 function operandView(m: Node, x: Node, vm: Shape): Shape {
   if (m.op === 'reshape') return vm;
-  if (reduceRoot(m) || m.op === 'argmax') return x.shape; // the domain of a fused reduction, or a folded one's input
+  // the domain of a fused reduction, or a folded one's input (a take's rows)
+  if (reduceRoot(m) || m.op === 'argmax' || (m.op === 'take' && x === m.inputs[0])) return x.shape;
   const a = [...new Array<Dim>(m.shape.length - x.shape.length).fill(1), ...x.shape];
   const p = m.shape.flatMap((d, k) => (d === 1 ? [] : [k]));
   let j = 0;
@@ -100,7 +101,7 @@ const foldable = (n: Node): boolean => reducedAxes(n).reduce((s, a) => s * (type
 const ROW = 64;
 const shortRow = (n: Node): boolean => (staticSize(reducedAxes(n).map((a) => n.inputs[0].shape[a])) ?? Infinity) <= ROW;
 /** A reduction's axes (argmax's one axis). */
-const reducedAxes = (n: Node): number[] => (n.op === 'argmax' ? [n.attrs.axis as number] : (n.attrs.axes as number[]));
+const reducedAxes = (n: Node): number[] => (n.op === 'argmax' ? [n.attrs.axis as number] : n.op === 'take' ? [n.inputs[0].shape.length - 1] : (n.attrs.axes as number[]));
 
 /** A shape without its leading 1s. */
 const lead = (s: Shape): Shape => s.slice(Math.max(0, s.findIndex((d) => d !== 1)));
@@ -162,7 +163,8 @@ export function fusionGroups(g: Graph): { order: Node[]; groupsOf: Map<Node, Gro
     if (results.has(n) || !us.length || !us.every((u) => groupsOf.has(u))) return;
     const gs = new Set(us.flatMap((u) => groupsOf.get(u)!));
     const gr = [...gs][0];
-    if (gs.size > 1 || gr.source || reduceRoot(gr.root) || !sameShape(gr.domain, n.shape)) return;
+    // (an epilogue has no folded reductions or takes: they read other coordinates than the tile's)
+    if (gs.size > 1 || gr.source || reduceRoot(gr.root) || [...gr.members].some((m) => folded.has(m)) || !sameShape(gr.domain, n.shape)) return;
     const keys = [...gr.frontier].filter(([, x]) => x === n).map(([kk]) => kk);
     if (keys.length !== 1 || keys[0] !== key(n, n.shape) || inputCount(gr) + 1 > MAX_FUSED_INPUTS) return;
     gr.source = n;
@@ -214,7 +216,7 @@ export function fusionGroups(g: Graph): { order: Node[]; groupsOf: Map<Node, Gro
     const n = order[k];
     if (!fusible(n)) {
       if (reduceRoot(n) && !fold(n)) groupsOf.set(n, start(n, n.inputs[0].shape));
-      if (n.op === 'argmax') fold(n);
+      if (n.op === 'argmax' || n.op === 'take') fold(n);
       if (n.op === 'matmul') absorb(n);
       continue;
     }
@@ -295,7 +297,7 @@ export function fuseGraph(g: Graph): Graph {
         refs.set(m, ref(m, m.inputs[0]));
         continue;
       }
-      const head = m.op === 'cast' ? `cast.${m.dtype}` : m.op === 'size' ? sizeOp(m.attrs.dims as Dim[]) : m.op === 'iota' ? `iota.${m.attrs.axis}` : reduceRoot(m) || m.op === 'argmax' ? `${m.op}.${reducedAxes(m)}` : m.op;
+      const head = m.op === 'cast' ? `cast.${m.dtype}` : m.op === 'size' ? sizeOp(m.attrs.dims as Dim[]) : m.op === 'iota' ? `iota.${m.attrs.axis}` : reduceRoot(m) || m.op === 'argmax' ? `${m.op}.${reducedAxes(m)}` : m.op; // take: its two operands
       code.push([head, ...m.inputs.map((x) => ref(m, x))].join(' '));
       refs.set(m, `r${code.length - 1}`);
     }
