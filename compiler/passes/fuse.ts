@@ -26,8 +26,9 @@
 // reduces few values (FOLD): each of their threads loops over its own reduced values (a reduction
 // line, ops/fused.ts), so the reduction runs no kernel of its own. So does a reduction over a
 // short static row (ROW) into readers computed over its input's shape (a softmax's row max into
-// `exp(x - max)`): each element's thread reduces its row. Only a reduction of a value stored
-// anyway folds (else its producers are better fused into its loads).
+// `exp(x - max)`): each element's thread reduces its row. An argmax (an accuracy's predicted class)
+// and a take (a row's entry: the label's logit) fold like reductions of their rows. Only a
+// reduction of a value stored anyway folds (else its producers are better fused into its loads).
 //
 // A fused node has one output: an optimizer's new m, v and p are three nodes (p reads the new m
 // and v); codegen/merge.ts computes such neighbours in one kernel.
@@ -100,7 +101,7 @@ const foldable = (n: Node): boolean => reducedAxes(n).reduce((s, a) => s * (type
  *  shape, each element's thread reducing its whole row. */
 const ROW = 64;
 const shortRow = (n: Node): boolean => (staticSize(reducedAxes(n).map((a) => n.inputs[0].shape[a])) ?? Infinity) <= ROW;
-/** A reduction's axes (argmax's one axis). */
+/** A reduction's axes (argmax's one axis; a take's rows). */
 const reducedAxes = (n: Node): number[] => (n.op === 'argmax' ? [n.attrs.axis as number] : n.op === 'take' ? [n.inputs[0].shape.length - 1] : (n.attrs.axes as number[]));
 
 /** A shape without its leading 1s. */
