@@ -50,13 +50,14 @@ optimizer adam(lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8) {
   }
 }
 
-# Adam with decoupled weight decay (Loshchilov & Hutter).
+# Adam with decoupled weight decay (Loshchilov & Hutter), of the weights only: w is 1 for the
+# parameters the `weights` selector picks, 0 for biases, norm scales and other @no_decay ones.
 optimizer adamw(lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.01) {
   state m = zeros
   state v = zeros
-  step(p, g, t) {
+  step(p, g, t, w) {
     m <- beta1 * m + (1 - beta1) * g
     v <- beta2 * v + (1 - beta2) * g ^ 2
-    p <- p - lr * ((m / (1 - beta1 ^ t)) / (sqrt(v / (1 - beta2 ^ t)) + eps) + weight_decay * p)
+    p <- p - lr * ((m / (1 - beta1 ^ t)) / (sqrt(v / (1 - beta2 ^ t)) + eps) + w * weight_decay * p)
   }
 }

@@ -136,7 +136,8 @@ const RULES: Record<string, { call: string; make: () => Rule }> = {
         });
     },
   },
-  // Loshchilov & Hutter: Adam's step plus lr · weight_decay · p (the p before the update)
+  // Loshchilov & Hutter: Adam's step plus lr · weight_decay · p (the p before the update), for the
+  // weights only: the bias (parameters 6, 7; @no_decay) is not decayed
   adamw: {
     call: 'adamw(lr: 0.05, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.1)',
     make: () => {
@@ -146,7 +147,7 @@ const RULES: Record<string, { call: string; make: () => Rule }> = {
           m[i] = 0.9 * m[i] + 0.1 * g[i];
           v[i] = 0.999 * v[i] + 0.001 * g[i] * g[i];
           const mHat = m[i] / (1 - 0.9 ** t), vHat = v[i] / (1 - 0.999 ** t);
-          p[i] -= 0.05 * (mHat / (Math.sqrt(vHat) + 1e-8) + 0.1 * p[i]);
+          p[i] -= 0.05 * (mHat / (Math.sqrt(vHat) + 1e-8) + (i < 6 ? 0.1 * p[i] : 0));
         });
     },
   },
@@ -216,6 +217,19 @@ describe('the first 10 updates match the defining formulas (float64 transcriptio
     expect(hypers('rmsprop')).toEqual({ lr: 1e-3, decay: 0.9, eps: 1e-8 });
     expect(hypers('adam')).toEqual({ lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 });
     expect(hypers('adamw')).toEqual({ lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 });
+  });
+
+  it("a step's fourth name is 1 for the weights, 0 for the others; a fifth is an error", async () => {
+    // pure decay: the weights shrink by lr, the bias (@no_decay, rank 1) stays
+    const decl = (params: string) => `optimizer wd(lr = 0.25) {\n  step(${params}) {\n    p <- p - lr * w * p\n  }\n}\n`;
+    const m = await Model.create(compileModel(decl('p, g, t, w') + source('wd()')), cpuKernels, { backend: 'cpu', seed: 3 });
+    const before = await m.getParams();
+    await m.trainStep(batch(0));
+    const after = await m.getParams();
+    after['pred.w'].data.forEach((v, i) => expect(v).toBeCloseTo(0.75 * before['pred.w'].data[i], 6));
+    expect([...after['pred.b'].data]).toEqual([...before['pred.b'].data]);
+    m.dispose();
+    expect(() => compileModel(decl('p, g, t, w, extra') + source('wd()'))).toThrow(/step takes \(p, g, t\) and optionally w, but it names 5 parameters/);
   });
 
   it('hyperparameters are run-time values: a changed lr takes effect at the next step', async () => {

@@ -394,6 +394,8 @@ function buildTrain(
     grads = grads.map((g) => ir.mul(g, scale));
   }
 
+  if (opt.step.params.length > 4)
+    throw new DiagnosticError(error('E0402', `optimizer '${opt.name.name}': step takes (p, g, t) and optionally w, but it names ${opt.step.params.length} parameters`, opt.step.span));
   const hyperArgs = Object.fromEntries(opt.params.map((f) => [f.name.name, ir.arg('hyper', f.name.name, [], 'f32')]));
   const t = ir.arg('hyper', 't', [], 'f32');
   const slots: { name: string; node: Node; init: Node }[] = [];
@@ -401,7 +403,9 @@ function buildTrain(
   trainable.forEach((p, i) => {
     const scope = new Scope(ev.consts);
     for (const [name, node] of Object.entries(hyperArgs)) scope.set(name, { value: { kind: 'tensor', node, origin: opt.span }, span: opt.span });
-    const [pn, gn, tn] = opt.step.params.map((x) => x.name);
+    // step(p, g, t[, w]): w is 1 for the parameters the `weights` selector picks, else 0 (decoupled
+    // weight decay leaves biases and norm scales alone)
+    const [pn, gn, tn, wn] = opt.step.params.map((x) => x.name);
     for (const s of opt.state) {
       const name = `${p.name}:${s.name.name}`;
       const node = ir.arg('slot', name, p.node.shape, 'f32');
@@ -420,6 +424,7 @@ function buildTrain(
     if (pn) Evaluator.updatable(scope, pn, { kind: 'tensor', node: p.node, origin: p.span }, p.span, { role: 'param', name: p.name });
     if (gn) scope.set(gn, { value: { kind: 'tensor', node: grads[i], origin: opt.step.span }, span: opt.step.span });
     if (tn) scope.set(tn, { value: { kind: 'tensor', node: t, origin: opt.step.span }, span: opt.step.span });
+    if (wn) scope.set(wn, { value: num(isWeight(p) ? 1 : 0, true), span: opt.step.span });
     ev.updates.clear();
     ev.block(opt.step.body ?? [], scope);
     let next = ev.updates.get(`param:${p.name}`)?.node;
