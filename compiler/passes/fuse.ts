@@ -172,6 +172,15 @@ export function fusionGroups(g: Graph): { order: Node[]; groupsOf: Map<Node, Gro
     sources.add(n);
   };
 
+  /** `gr`'s frontier with `n` a member read at `view` (n's operands read instead of n), if the
+   *  group can still bind it. */
+  const frontierWith = (gr: Group, n: Node, view: Shape): Map<string, Node> | undefined => {
+    const f = new Map(gr.frontier);
+    f.delete(key(n, view));
+    for (const [kk, x] of reads(n, view, gr)) f.set(kk, x);
+    return inputCount(gr, f) > MAX_FUSED_INPUTS ? undefined : f;
+  };
+
   /** Makes `n` a member of each planned group, read there at its view, with the group's new frontier. */
   const enter = (n: Node, plans: [Group, Shape, Map<string, Node>][]): void => {
     for (const [gr, view, f] of plans) {
@@ -199,12 +208,9 @@ export function fusionGroups(g: Graph): { order: Node[]; groupsOf: Map<Node, Gro
       // element, but not stored and read back)
       const own = view && sameShape(view, gr.domain) && sameShape(lead(left), lead(gr.domain));
       const row = view && reduceRoot(n) && shortRow(n) && sameShape(x.shape, gr.domain) && sameShape(view, n.shape);
-      if (gr.source || !(own || row)) return false;
-      const f = new Map(gr.frontier);
-      f.delete(key(n, view));
-      for (const [kk, y] of reads(n, view, gr)) f.set(kk, y);
-      if (inputCount(gr, f) > MAX_FUSED_INPUTS) return false;
-      plans.push([gr, view, f]);
+      const f = !gr.source && (own || row) && frontierWith(gr, n, view!);
+      if (!f) return false;
+      plans.push([gr, view!, f]);
     }
     enter(n, plans);
     folded.add(n);
@@ -231,10 +237,8 @@ export function fusionGroups(g: Graph): { order: Node[]; groupsOf: Map<Node, Gro
         const view = viewIn(gr, n);
         // an index ramp is the coordinate along its axis: read at the group's own coordinates only
         if (!view || (n.op === 'iota' && !(sameShape(view, gr.domain) && sameShape(n.shape, view)))) break join;
-        const f = new Map(gr.frontier);
-        f.delete(key(n, view));
-        for (const [kk, x] of reads(n, view, gr)) f.set(kk, x);
-        if (inputCount(gr, f) > MAX_FUSED_INPUTS) break join;
+        const f = frontierWith(gr, n, view);
+        if (!f) break join;
         plans.push([gr, view, f]);
       }
       enter(n, plans);
