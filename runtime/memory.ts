@@ -33,12 +33,14 @@ export function lifetimes(p: ProgramJSON, isAlias: (n: NodeJSON) => boolean): { 
   return { home, last };
 }
 
+/** Whether a node of a program with kernels is an alias (a reshape): no kernel, and neither a leaf, a
+ *  constant nor computed by another node's kernel. */
+export const isAlias = (n: NodeJSON): boolean => n.kernel === undefined && n.by === undefined && n.op !== 'const' && n.op !== 'arg';
+
 /** `shapes`: each node's concrete shape (`nodeShapes`). */
 export function planMemory(p: ProgramJSON, shapes: readonly number[][]): MemoryPlan {
   const nodes = p.nodes;
-  // aliases (reshape) are the nodes with no kernel that are neither leaves, constants nor computed by
-  // another node's kernel
-  const { home, last } = lifetimes(p, (n) => n.kernel === undefined && n.by === undefined && n.op !== 'const' && n.op !== 'arg');
+  const { home, last } = lifetimes(p, isAlias);
 
   const buffer = new Array<number>(nodes.length).fill(-1);
   const sizes: number[] = [];

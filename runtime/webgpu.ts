@@ -11,10 +11,10 @@
 // run can be rolled back (the NaN guard does).
 
 import type { Tensor } from '../compiler/ops/types.ts';
-import { WORKGROUP, hyperSlots, type DType, type Grid, type NodeJSON, type ProgramJSON } from './program.ts';
+import { WORKGROUP, hyperSlots, type DType, type Grid, type ProgramJSON } from './program.ts';
 import { constData } from './cpu.ts';
 import { argKey, bindSymbols, nodeShapes, numel, resolveShape, type Syms } from './shapes.ts';
-import { planMemory } from './memory.ts';
+import { isAlias, planMemory } from './memory.ts';
 
 // GPUBufferUsage / GPUMapMode / GPUShaderStage values, fixed by the spec (the globals may be
 // missing in Node).
@@ -265,8 +265,7 @@ export class WebGPUExecutor {
     const memory = planMemory(p, shapes);
     const pool = memory.sizes.map((size, b) => own(`dlc:buffer${b}`, size, STORAGE | COPY_SRC | COPY_DST));
     const bufs: GPUBuffer[] = [];
-    const alias = (n: NodeJSON) => n.kernel === undefined && n.by === undefined && n.op !== 'const' && !argOf.has(n.id);
-    const home = (j: number): number => (alias(p.nodes[j]) ? home(p.nodes[j].inputs[0]) : j);
+    const home = (j: number): number => (isAlias(p.nodes[j]) ? home(p.nodes[j].inputs[0]) : j);
     const dispatches: Plan['dispatches'] = [];
     // the scalar hyperparameters, copied into one uniform before each run
     const slots = hyperSlots(p);
