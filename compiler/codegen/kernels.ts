@@ -5,7 +5,6 @@
 import { hyperSlots, kernelName, type KernelJSON, type NodeJSON, type ProgramJSON } from '../../runtime/program.ts';
 import { ops, type OpKind } from '../ops/registry.ts';
 import type { KernelSig, OpDef } from '../ops/types.ts';
-import { unbound } from '../ops/fused.ts';
 import { kernelModule, shaderKey } from './wgsl.ts';
 import { mergeGroups } from './merge.ts';
 
@@ -25,7 +24,7 @@ export function attachKernels(p: ProgramJSON): ProgramJSON {
     const g = merged.get(n.id);
     const [op, attrs, inputs] = g ? ['fused', g.attrs, g.inputs] : [n.op, n.attrs, n.inputs];
     // only fused kernels read scalar hyperparameters from the uniform
-    const hyper = (j: number) => (op === 'fused' && unbound(p.nodes[j]) ? slot.get(j) : undefined);
+    const hyper = (j: number) => (op === 'fused' ? slot.get(j) : undefined);
     const sig: KernelSig = {
       op,
       attrs,
