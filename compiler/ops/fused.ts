@@ -308,12 +308,17 @@ function wgslFused(sig: KernelSig) {
   const once: boolean[] = [];
   p.lines.forEach((l, k) => (once[k] = !l.axes && !l.gather && l.axis === undefined && l.args.every((a) => a.kind === 'lit' || (a.kind === 'in' ? onceIn[a.k] : once[a.k]))));
   const domain = red || mm ? (sig.attrs.shape as Dim[]) : sig.output.shape;
+  // where each reduction line's input's kept axes are among the output coordinates
+  const keptAt = p.lines.map((l) => {
+    if (!l.axes) return undefined;
+    const x = progIns[(l.args[0] as { k: number }).k];
+    return keptCoord(l.axes, x.rank, R, sameShape(x.shape, domain));
+  });
   const lines: Def[] = p.lines.map((l, k) => {
     const def = (e: string): Def => ({ v: `r${k}`, t: l.dtype, e, once: once[k] });
     if (l.axes) {
       bits = true; // max and min start from infinities
-      const x = progIns[(l.args[0] as { k: number }).k];
-      return reductionLine(l, k, x, keptCoord(l.axes, x.rank, R, sameShape(x.shape, domain)));
+      return reductionLine(l, k, progIns[(l.args[0] as { k: number }).k], keptAt[k]!.at);
     }
     if (l.axis !== undefined) return def(`i32(c${l.axis})`);
     if (l.gather) {
@@ -342,15 +347,7 @@ function wgslFused(sig: KernelSig) {
   // the statements of each element
   const body = defs.flatMap((d) => (typeof d === 'string' ? [d] : d.once ? [] : [`let ${d.v} = ${d.e};`]));
   // the output coordinates that iota and reduction lines read, from the outermost one in
-  const from = Math.min(
-    R,
-    ...p.lines.map((l) => {
-      if (!l.axes) return l.axis ?? R;
-      const x = progIns[(l.args[0] as { k: number }).k];
-      const kept = Array.from({ length: x.rank }, (_, a) => a).filter((a) => !l.axes!.includes(a));
-      return kept.length ? keptCoord(l.axes, x.rank, R, sameShape(x.shape, domain))(kept[0]) : R;
-    }),
-  );
+  const from = Math.min(R, ...p.lines.map((l, k) => keptAt[k]?.outer ?? l.axis ?? R));
   const last = `r${p.lines.length - 1}`;
   // the registers stored into out, out1, ...: the last line's, or those a merged kernel names
   const results = typeof sig.attrs.results === 'string' ? sig.attrs.results.split(' ') : [last];
@@ -404,10 +401,11 @@ ${MAIN} {
 
 /** The output coordinate of kept axis `a` of a reduction line's input (of `rank`): the kept axes
  *  are the output's last ones, or, for an input of the output's shape (`row`: each element's thread
- *  reduces its row), each its own. */
-const keptCoord = (axes: readonly number[], rank: number, R: number, row: boolean) => {
+ *  reduces its row), each its own; `outer` is the outermost one read. */
+const keptCoord = (axes: readonly number[], rank: number, R: number, row: boolean): { at: (a: number) => number; outer: number } => {
   const kept = Array.from({ length: rank }, (_, a) => a).filter((a) => !axes.includes(a));
-  return (a: number): number => (row ? a : R - kept.length + kept.indexOf(a));
+  const at = (a: number): number => (row ? a : R - kept.length + kept.indexOf(a));
+  return { at, outer: kept.length ? at(kept[0]) : R };
 };
 
 /** A value of the program: `let v: t = e`, or a reduction line's statements. */
