@@ -35,6 +35,14 @@ export interface Merged {
   attrs: Record<string, AttrValue>;
 }
 
+/** A group while it grows: its members, those stored, its source and its program's inputs. */
+interface Group {
+  members: number[];
+  written: number[];
+  src: NodeJSON | undefined;
+  ins: number[];
+}
+
 const sameShape = (a: readonly unknown[], b: readonly unknown[]) => a.length === b.length && a.every((d, k) => d === b[k]);
 
 /** Whether `n` can be a member: an elementwise fused node (reduction lines allowed), or a source. */
@@ -73,7 +81,8 @@ export function mergeGroups(p: ProgramJSON): Map<number, Merged> {
   const later = (j: number): number[] => readers[j].flatMap((r) => (ops()[nodes[r].op as OpKind].alias ? later(r) : [r]));
   const home = (j: number): number => (ops()[nodes[j].op as OpKind].alias ? home(nodes[j].inputs[0]) : j);
   const groupOf = nodes.map((n) => [n.id]);
-  const check = (members: number[]): Merged | undefined => {
+  /** The group of `members` (its stored members, source and program inputs), if it can be one. */
+  const check = (members: number[]): Group | undefined => {
     const set = new Set(members);
     const kinds = new Set(members.map((m) => reduceKind(nodes[m])));
     if (kinds.size > 1 || (kinds.has(undefined) && !members.every((m) => candidate(nodes[m])))) return undefined;
@@ -99,12 +108,12 @@ export function mergeGroups(p: ProgramJSON): Map<number, Merged> {
     // the program's inputs (a source's operands are bound before them)
     const ins: number[] = [];
     for (const m of members) nodes[m].inputs.forEach((j, k) => (src && m === src.id && k < 2) || set.has(j) || ins.includes(j) || ins.push(j));
-    const inputs = [...(src ? src.inputs.slice(0, 2) : []), ...ins];
-    if (inputs.filter((j) => !unbound(nodes[j])).length + written.length > MAX_BINDINGS) return undefined;
-    return { members, written, inputs, attrs: program(p, members, src, ins, written) };
+    const bound = [...(src ? src.inputs.slice(0, 2) : []), ...ins].filter((j) => !unbound(nodes[j]));
+    if (bound.length + written.length > MAX_BINDINGS) return undefined;
+    return { members, written, src, ins };
   };
 
-  const merged = new Map<number, Merged>();
+  const merged = new Map<number, Group>();
   const join = (j: number, i: number) => {
     const [a, c] = [groupOf[j], groupOf[i]];
     if (a === c) return;
@@ -123,7 +132,13 @@ export function mergeGroups(p: ProgramJSON): Map<number, Merged> {
     const before = kind === undefined ? undefined : nodes.slice(0, n.id).reverse().find((x) => reduceKind(x) === kind);
     if (before) join(before.id, n.id);
   }
-  return merged;
+  // each final group's one program
+  return new Map(
+    [...merged].map(([d, { members, written, src, ins }]) => [
+      d,
+      { members, written, inputs: [...(src ? src.inputs.slice(0, 2) : []), ...ins], attrs: program(p, members, src, ins, written) },
+    ]),
+  );
 }
 
 /** The whole kernel as one fused program: each member's lines with its registers renumbered and
