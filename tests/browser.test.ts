@@ -16,6 +16,8 @@ interface Demo {
   losses: number[];
   evals: { step: number; accuracy: number }[];
   running: boolean;
+  pauseAt?: number;
+  predictions: number;
 }
 
 const STEPS = 120;
@@ -53,14 +55,13 @@ describe('examples/web in headless Chromium', () => {
   });
 
   it(`trains ${STEPS} steps in the page: the loss falls and held-out accuracy rises`, async () => {
+    // exactly STEPS steps, whenever the page gets to them: the page pauses itself there (the loop
+    // stops and evaluates once more), so the trained weights do not depend on a click's timing
+    await page.evaluate((n) => ((window as unknown as { mnistDemo: Demo }).mnistDemo.pauseAt = n), STEPS);
     await page.click('#train');
-    await page.waitForFunction((n) => (window as unknown as { mnistDemo: Demo }).mnistDemo.losses.length >= n, STEPS, { timeout: 60_000 });
-    await page.click('#train'); // pause: the loop stops and evaluates once more
-    await page.waitForFunction(() => {
-      const d = (window as unknown as { mnistDemo: Demo }).mnistDemo;
-      return d.evals.at(-1)!.step === d.losses.length;
-    });
+    await page.waitForFunction((n) => (window as unknown as { mnistDemo: Demo }).mnistDemo.evals.at(-1)!.step === n, STEPS, { timeout: 60_000 });
     const { losses, evals } = await demo();
+    expect(losses.length).toBe(STEPS);
     expect(losses.every(Number.isFinite)).toBe(true);
     const mean = (a: number[]) => a.reduce((s, v) => s + v, 0) / a.length;
     expect(losses[0]).toBeGreaterThan(2); // about ln 10 at the start
@@ -75,13 +76,16 @@ describe('examples/web in headless Chromium', () => {
     await page.click('#clear');
     expect(await page.textContent('#digit')).toBe('');
     const pad = (await page.locator('#pad').boundingBox())!;
+    const shown = (await demo()).predictions;
     for (const points of strokes) {
       await page.mouse.move(pad.x + points[0][0], pad.y + points[0][1]);
       await page.mouse.down();
       for (const [x, y] of points.slice(1)) await page.mouse.move(pad.x + x, pad.y + y, { steps: 8 });
       await page.mouse.up();
     }
-    await page.waitForFunction(() => document.getElementById('digit')!.textContent !== '');
+    // each stroke's end asks for a prediction: wait for the last one's (an earlier one, of the
+    // digit half drawn, could be showing)
+    await page.waitForFunction((n) => (window as unknown as { mnistDemo: Demo }).mnistDemo.predictions === n, shown + strokes.length);
     return (await page.textContent('#digit'))!;
   }
   const ellipse = (cx: number, cy: number, rx: number, ry: number) =>

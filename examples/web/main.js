@@ -143,8 +143,11 @@ async function main() {
     return run;
   };
 
-  // smooth: an exponential moving average of the loss, debiased so it starts at the first losses.
-  const state = { losses: [], smooth: [], evals: [], running: false };
+  // smooth: an exponential moving average of the loss, debiased so it starts at the first losses;
+  // pauseAt: a step count at which training pauses by itself (the browser test sets it, so that
+  // what it checks does not depend on when its click lands); predictions: how many of the pad's
+  // predictions have been shown (one per stroke: the test waits for its last stroke's).
+  const state = { losses: [], smooth: [], evals: [], running: false, pauseAt: undefined, predictions: 0 };
   let ema = 0;
   // Handy in the console; the browser test reads it too.
   window.mnistDemo = state;
@@ -178,6 +181,7 @@ async function main() {
     $('small').getContext('2d').putImageData(img, 0, 0);
     const { probs } = await exclusive(() => model.predict({ x }));
     showPrediction(probs.data);
+    state.predictions++;
   };
   clear();
   // A pen about as wide, relative to the digit, as MNIST's strokes.
@@ -224,6 +228,7 @@ async function main() {
       state.losses.push(loss);
       ema = 0.9 * ema + 0.1 * loss;
       state.smooth.push(ema / (1 - 0.9 ** state.losses.length));
+      if (state.losses.length === state.pauseAt) setRunning(false);
       if (model.step % EVAL_EVERY === 0) {
         await evaluate();
         await predict(); // the drawn digit's prediction follows the training
@@ -239,9 +244,12 @@ async function main() {
     if (state.running) await train(); // Train was clicked again during that last evaluation
   }
   $('train').disabled = false;
+  function setRunning(on) {
+    state.running = on;
+    $('train').textContent = on ? 'Pause' : 'Train';
+  }
   $('train').addEventListener('click', () => {
-    state.running = !state.running;
-    $('train').textContent = state.running ? 'Pause' : 'Train';
+    setRunning(!state.running);
     if (state.running && !looping) train().catch(fail);
   });
 }
