@@ -10,7 +10,11 @@ import { MAIN, boxOffsets, broadcastStrides, wgslBroadcastIndex } from './elemen
 /**
  * Each WGSL invocation computes a ROWS×COLS output tile in registers (COLS/4 vec4 accumulators per
  * row), without workgroup memory: on SwiftShader, shared memory and barriers ran ~10x slower, and
- * 8×8 tiles ran about twice as fast as 4×4 ones (half the loads per multiply-add).
+ * 8×8 tiles ran about twice as fast as 4×4 ones (half the loads per multiply-add). A tile's columns
+ * are strided, j0 + c·tn (tn threads across a row), so that neighbouring threads, which SwiftShader
+ * runs as the lanes of one SIMD instruction, read neighbouring floats of b and store neighbouring
+ * floats: one vector access instead of one per lane (the MNIST MLP's first layer ran 1.6× faster
+ * than with each tile's columns side by side).
  */
 const ROWS = 8, COLS = 8;
 const seq = (n: number): number[] => Array.from({ length: n }, (_, q) => q);
@@ -113,14 +117,14 @@ ${MAIN} {
   let tn = (n + ${COLS - 1}u) / ${COLS}u;
   if (i >= ${batchCount} * tm * tn) { return; }${epilogue?.prologue ? '\n  prologue();' : ''}
   let i0 = (i / tn) % tm * ${ROWS}u;
-  let j0 = i % tn * ${COLS}u;
+  let j0 = i % tn;
   let batch = i / (tm * tn);
   var bt = batch;
   ${coords.join('\n  ')}
   let aBase = (${wgslBroadcastIndex(0, ra - 2, r - 2)}) * m * k;
   let bBase = (${wgslBroadcastIndex(1, rb - 2, r - 2)}) * k * n;
   ${rows.map((q) => `let ar${q} = min(i0 + ${q}u, m - 1u);`).join(' ')}
-  ${cols.map((c) => `let bc${c} = min(j0 + ${c}u, n - 1u);`).join(' ')}
+  ${cols.map((c) => `let bc${c} = min(j0 + ${c}u * tn, n - 1u);`).join(' ')}
   ${rows.flatMap((q) => vecs.map((v) => `var acc${q}_${v} = vec4<f32>(0.0);`)).join(' ')}
   for (var p = 0u; p < k; p = p + 1u) {
     ${vecs.map((v) => `let b${v} = vec4<f32>(${seq(4).map((c) => B(4 * v + c)).join(', ')});`).join('\n    ')}
@@ -133,7 +137,7 @@ ${MAIN} {
   for (var q = 0u; q < ${ROWS}u; q++) {
     let row = i0 + q;
     for (var c = 0u; c < ${COLS}u; c++) {
-      let col = j0 + c;
+      let col = j0 + c * tn;
       if (row < m && col < n) {
         let x0 = tile[q * ${COLS / 4}u + c / 4u][c % 4u];
         let o = (batch * m + row) * n + col;
