@@ -7,17 +7,18 @@
 //   defaults left out: shape 0 is attrs.shape (fused, reshape, iota...; an arg's attrs are made
 //   from its shape, which it keeps), dtype 0 is f32, kernel 0
 //   none (else its index + 1), attrs 0 is {} or, for an arg, its entry in the program's args; node
-//   ids are their positions; merged is { reads, writes, by } where the node has any (codegen/merge.ts);
-// - kernels as [wgsl, rows, cols, name, hypers] (rows and cols 0: one thread per element), the name
-//   0 where kernelName makes it from the op of the first node that runs the kernel, hypers 1 if it
-//   reads the hyper uniform;
+//   ids are their positions; merged is { reads, writes, by, beside } where the node has any
+//   (codegen/merge.ts, codegen/kernels.ts);
+// - kernels as [wgsl, rows, cols, name, hypers, first] (rows and cols 0: one thread per element),
+//   the name 0 where kernelName makes it from the op of the first node that runs the kernel, hypers
+//   1 if it reads the hyper uniform, first the [rows, cols] of the kernel beside it;
 // - no kernels for the programs that only ever run on the CPU (init, schedule).
 
 import { kernelName, type DType, type Dim, type Grid, type KernelJSON, type Manifest, type NodeJSON, type ProgramJSON } from './program.ts';
 
-type Merged = Pick<NodeJSON, 'reads' | 'writes' | 'by'>;
+type Merged = Pick<NodeJSON, 'reads' | 'writes' | 'by' | 'beside'>;
 type PackedNode = [op: string, inputs: number[], shape?: Dim[] | 0, dtype?: DType | 0, kernel?: number, attrs?: NodeJSON['attrs'] | 0, src?: number | 0, merged?: Merged | 0];
-type PackedKernel = [wgsl: number, rows?: number, cols?: number, name?: string | 0, hypers?: 1];
+type PackedKernel = [wgsl: number, rows?: number, cols?: number, name?: string | 0, hypers?: 1 | 0, first?: [number, number]];
 type PackedProgram = Omit<ProgramJSON, 'nodes' | 'kernels'> & { nodes: PackedNode[]; kernels: PackedKernel[] };
 
 export interface PackedManifest {
@@ -37,10 +38,13 @@ const argAttrs = (p: Pick<ProgramJSON, 'args'>, i: number, shape: Dim[], dtype: 
   return a && { role: a.role, name: a.name, shape, dtype };
 };
 
+const size = (g: Grid): [number, number] => (g.kind === 'tiles' ? [g.rows, g.cols] : [0, 0]);
+const gridOf = (rows = 0, cols = 0): Grid => (rows ? { kind: 'tiles', rows, cols } : { kind: 'elements' });
+
 const derivedName = (nodes: NodeJSON[], k: number, wgsl: string, grid: Grid) => kernelName(nodes.find((n) => n.kernel === k)?.op ?? '', wgsl, grid);
 
 const merged = (n: NodeJSON): Merged | 0 => {
-  const m: Merged = { ...(n.reads && { reads: n.reads }), ...(n.writes && { writes: n.writes }), ...(n.by !== undefined && { by: n.by }) };
+  const m: Merged = { ...(n.reads && { reads: n.reads }), ...(n.writes && { writes: n.writes }), ...(n.by !== undefined && { by: n.by }), ...(n.beside !== undefined && { beside: n.beside }) };
   return Object.keys(m).length ? m : 0;
 };
 
@@ -65,8 +69,9 @@ export function packManifest(m: Manifest, weights?: string): PackedManifest {
     return t;
   };
   const kernel = (p: ProgramJSON, k: KernelJSON, i: number): PackedKernel => {
-    const [rows, cols] = k.grid.kind === 'tiles' ? [k.grid.rows, k.grid.cols] : [0, 0];
-    const t: PackedKernel = [ref(k.wgsl), rows, cols, derivedName(p.nodes, i, k.wgsl, k.grid) === k.name ? 0 : k.name, k.hypers ? 1 : undefined];
+    const [rows, cols] = size(k.grid);
+    const t: PackedKernel = [ref(k.wgsl), rows, cols, derivedName(p.nodes, i, k.wgsl, k.grid) === k.name ? 0 : k.name, k.hypers ? 1 : 0];
+    if (k.first) t.push(size(k.first));
     while (t.length > 1 && !t[t.length - 1]) t.pop();
     return t;
   };
@@ -95,9 +100,9 @@ export function unpackManifest({ s, m }: PackedManifest): Manifest {
         ...(merged || {}),
       };
     });
-    const kernels = p.kernels.map(([w, rows, cols, name, hypers], i): KernelJSON => {
-      const grid = (rows ? { kind: 'tiles', rows, cols } : { kind: 'elements' }) as Grid;
-      return { name: name || derivedName(nodes, i, s[w], grid), wgsl: s[w], grid, ...(hypers && { hypers: true as const }) };
+    const kernels = p.kernels.map(([w, rows, cols, name, hypers, first], i): KernelJSON => {
+      const grid = gridOf(rows, cols);
+      return { name: name || derivedName(nodes, i, s[w], grid), wgsl: s[w], grid, ...(first && { first: gridOf(...first) }), ...(hypers && { hypers: true as const }) };
     });
     return { ...p, nodes, kernels };
   };

@@ -40,6 +40,9 @@ export interface NodeJSON {
   /** The node whose dispatch computes this one (stored by it if in its `writes`, else only used
    *  inside its kernel). The CPU executors run it as usual. */
   by?: number;
+  /** The dispatch that runs side by side with this one's, in its first workgroups (its node, whose
+   *  own `reads` and stored nodes this one's `writes` take up: codegen/kernels.ts). */
+  beside?: number;
   /** Where in the source the node was made (file:line:col, or "gradient of OP at ..."). */
   src?: string;
 }
@@ -49,8 +52,19 @@ export interface KernelJSON {
   name: string;
   wgsl: string;
   grid: Grid;
+  /** The grid of the kernel beside this one (run in the first workgroups). */
+  first?: Grid;
   /** It reads the hyper uniform (bound after `meta`). */
   hypers?: true;
+}
+
+/** The buffers a dispatch binds before its outputs: what its kernel reads, and first what the
+ *  kernel beside it (`first`) reads, which its own kernel then reads from there. */
+export function binds(n: NodeJSON, first?: NodeJSON): number[] {
+  const reads = (x: NodeJSON) => x.reads ?? x.inputs;
+  if (!first) return reads(n);
+  const before = reads(first);
+  return [...before, ...new Set(reads(n).filter((j) => !before.includes(j)))];
 }
 
 /** The scalar hyperparameters (rank-0 `hyper` args) in the order of their 32-bit slots in a

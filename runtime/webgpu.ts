@@ -11,7 +11,7 @@
 // run can be rolled back (the NaN guard does).
 
 import type { Tensor } from '../compiler/ops/types.ts';
-import { WORKGROUP, hyperSlots, type DType, type Grid, type ProgramJSON } from './program.ts';
+import { WORKGROUP, binds, hyperSlots, type DType, type Grid, type NodeJSON, type ProgramJSON } from './program.ts';
 import { constData } from './cpu.ts';
 import { argKey, bindSymbols, nodeShapes, numel, resolveShape, type Syms } from './shapes.ts';
 import { isAlias, planMemory } from './memory.ts';
@@ -44,16 +44,21 @@ interface Plan {
 
 const bytes = (shape: readonly number[]): number => numel(shape) * 4;
 
-/** Workgroups for `grid` over an output of `shape`; past 65535, a second dimension. */
-export function workgroups(grid: Grid, shape: readonly number[]): [number, number] {
+/** Workgroups for `grid` over an output of `shape`. */
+function groupCount(grid: Grid, shape: readonly number[]): number {
   const r = shape.length;
   const threads =
     grid.kind === 'elements'
       ? numel(shape)
       : numel(shape.slice(0, -2)) * Math.ceil((r >= 2 ? shape[r - 2] : 1) / grid.rows) * Math.ceil((r >= 1 ? shape[r - 1] : 1) / grid.cols);
-  const groups = Math.ceil(threads / WORKGROUP);
-  return groups > MAX_GROUPS ? [MAX_GROUPS, Math.ceil(groups / MAX_GROUPS)] : [groups, 1];
+  return Math.ceil(threads / WORKGROUP);
 }
+
+/** `groups` workgroups as a dispatch's size: past 65535, a second dimension. */
+const spread = (groups: number): [number, number] => (groups > MAX_GROUPS ? [MAX_GROUPS, Math.ceil(groups / MAX_GROUPS)] : [groups, 1]);
+
+/** Workgroups for `grid` over an output of `shape`, as a dispatch's size. */
+export const workgroups = (grid: Grid, shape: readonly number[]): [number, number] => spread(groupCount(grid, shape));
 
 /** A device with the adapter's storage limits (dlc's kernels may bind up to eight buffers). */
 export function requestDevice(adapter: GPUAdapter): Promise<GPUDevice> {
@@ -285,17 +290,21 @@ export class WebGPUExecutor {
       const writes = n.writes ?? [];
       for (const w of [i, ...writes]) bufs[w] = pool[memory.buffer[w]];
       if (n.kernel === undefined) return this.upload(bufs[i], constData(n, numel(shape), Float32Array));
-      if (!numel(shape)) return;
-      const reads = n.reads ?? n.inputs;
-      const meta = [numel(shape), ...shape, ...reads.flatMap((j) => shapes[j]), ...p.symbols.map((s) => syms[s])];
-      const words = new Uint32Array(Math.ceil(meta.length / 4) * 4);
-      words.set(meta);
-      const uniform = own(`dlc:meta#${i}`, words.byteLength, UNIFORM | COPY_DST);
-      this.upload(uniform, words);
       const k = p.kernels[n.kernel];
-      const entries = [...[...reads, i, ...writes].map((j) => bufs[home(j)]), uniform, ...(k.hypers ? [hypers!] : [])].map((buffer, binding) => ({ binding, resource: { buffer } }));
+      // a kernel's meta words: its element count and the dims of its output and inputs; with a
+      // kernel beside it, that one's words first and the count of its workgroups last
+      const words = (x: NodeJSON) => [numel(shapes[x.id]), ...shapes[x.id], ...(x.reads ?? x.inputs).flatMap((j) => shapes[j]), ...p.symbols.map((s) => syms[s])];
+      const first = n.beside === undefined ? 0 : groupCount(k.first!, shapes[n.beside]);
+      const groups = first + groupCount(k.grid, shape);
+      if (!groups) return;
+      const meta = n.beside === undefined ? words(n) : [...words(p.nodes[n.beside]), ...words(n), first];
+      const data = new Uint32Array(Math.ceil(meta.length / 4) * 4);
+      data.set(meta);
+      const uniform = own(`dlc:meta#${i}`, data.byteLength, UNIFORM | COPY_DST);
+      this.upload(uniform, data);
+      const entries = [...[...binds(n, p.nodes[n.beside ?? -1]), i, ...writes].map((j) => bufs[home(j)]), uniform, ...(k.hypers ? [hypers!] : [])].map((buffer, binding) => ({ binding, resource: { buffer } }));
       const bindGroup = this.device.createBindGroup({ label: `dlc:${n.op}#${i}`, layout: pipelines[n.kernel].getBindGroupLayout(0), entries });
-      dispatches.push({ pipeline: pipelines[n.kernel], bindGroup, groups: workgroups(k.grid, shape) });
+      dispatches.push({ pipeline: pipelines[n.kernel], bindGroup, groups: spread(groups) });
     });
     p.nodes.forEach((_, i) => (bufs[i] = bufs[home(i)]));
     const outOffsets = offsetsOf(p.outputs.map((o) => shapes[o.node]));

@@ -1,25 +1,24 @@
 // Kernel selection: one WGSL module per dispatch, shared between dispatches whose module text is
 // the same (the shaderKey). A dispatch is a node that needs a kernel, or a group of them that
-// codegen/merge.ts computes together.
+// codegen/merge.ts computes together, or two such that run side by side (`besidePairs`).
 
-import { hyperSlots, kernelName, type KernelJSON, type NodeJSON, type ProgramJSON } from '../../runtime/program.ts';
+import { binds, hyperSlots, kernelName, type KernelJSON, type NodeJSON, type ProgramJSON } from '../../runtime/program.ts';
 import { ops, type OpKind } from '../ops/registry.ts';
-import type { KernelSig, OpDef } from '../ops/types.ts';
-import { kernelModule, shaderKey } from './wgsl.ts';
-import { mergeGroups } from './merge.ts';
+import type { KernelSig, KernelSource, OpDef } from '../ops/types.ts';
+import { besideModule, kernelModule, shaderKey } from './wgsl.ts';
+import { besidePairs, mergeGroups, type Dispatch } from './merge.ts';
 
 export function attachKernels(p: ProgramJSON): ProgramJSON {
-  const kernels: KernelJSON[] = [];
-  const byKey = new Map<string, number>();
   const slot = new Map(hyperSlots(p).map((n, s) => [n, s]));
   const merged = mergeGroups(p);
   const by = new Map<number, number>();
   for (const [d, g] of merged) for (const m of g.members) if (m !== d) by.set(m, d);
 
-  const nodes = p.nodes.map((n): NodeJSON => {
+  // each dispatch's kernel, on its own
+  const dispatches: (Dispatch & { sig: KernelSig; src: KernelSource })[] = [];
+  for (const n of p.nodes) {
     const def: OpDef = ops()[n.op as OpKind];
-    if (def.alias || (!def.cpu && !def.wgsl)) return n; // aliases and leaves run no kernel
-    if (by.has(n.id)) return { ...n, by: by.get(n.id)! };
+    if (def.alias || (!def.cpu && !def.wgsl) || by.has(n.id)) continue; // aliases and leaves run no kernel
     if (!def.wgsl) throw new Error(`op '${n.op}' has a CPU kernel but no WGSL template`);
     const g = merged.get(n.id);
     const [op, attrs, inputs] = g ? ['fused', g.attrs, g.inputs] : [n.op, n.attrs, n.inputs];
@@ -33,20 +32,58 @@ export function attachKernels(p: ProgramJSON): ProgramJSON {
       ...(g && g.written.length > 1 ? { writes: g.written.slice(1).map((w) => ({ dtype: p.nodes[w].dtype })) } : {}),
       symbols: p.symbols,
     };
-    const src = (g ? ops().fused : def).wgsl!(sig);
-    const wgsl = kernelModule(sig, src);
+    // the buffers it binds: its inputs (a merged kernel's), but for the hyperparameters it reads
+    // from the uniform
+    const reads = inputs.filter((j) => hyper(j) === undefined);
+    dispatches.push({ node: n.id, reads, stored: g ? g.written : [n.id], members: g ? g.members : [n.id], sig, src: (g ? ops().fused : def).wgsl!(sig) });
+  }
+
+  const kernels: KernelJSON[] = [];
+  const byKey = new Map<string, number>();
+  const kernel = (op: string, wgsl: string, src: KernelSource, hypers: boolean, first?: KernelSource): number => {
     const key = shaderKey(wgsl + JSON.stringify(src.grid));
     let k = byKey.get(key);
     if (k === undefined) {
       k = kernels.length;
       byKey.set(key, k);
-      kernels.push({ name: kernelName(n.op, wgsl, src.grid), wgsl, grid: src.grid, ...(sig.inputs.some((i) => i.hyper !== undefined) ? { hypers: true as const } : {}) });
+      kernels.push({ name: kernelName(op, wgsl, src.grid), wgsl, grid: src.grid, ...(first ? { first: first.grid } : {}), ...(hypers ? { hypers: true as const } : {}) });
     }
-    // the buffers it binds: its inputs (a merged kernel's), but for the hyperparameters it reads
-    // from the uniform
-    const reads = inputs.filter((j) => hyper(j) === undefined);
-    const same = reads.length === n.inputs.length && reads.every((j, i) => j === n.inputs[i]);
-    return { ...n, kernel: k, ...(same ? {} : { reads }), ...(g && g.written.length > 1 ? { writes: g.written.slice(1) } : {}) };
-  });
-  return { ...p, nodes, kernels };
+    return k;
+  };
+  const fields = new Map<number, Partial<NodeJSON>>();
+  const own = (d: Dispatch): Partial<NodeJSON> => {
+    const n = p.nodes[d.node];
+    const same = d.reads.length === n.inputs.length && d.reads.every((j, i) => j === n.inputs[i]);
+    return { ...(same ? {} : { reads: d.reads }), ...(d.stored.length > 1 ? { writes: d.stored.slice(1) } : {}) };
+  };
+  const hypers = (d: { sig: KernelSig }) => d.sig.inputs.some((i) => i.hyper !== undefined);
+  const pairs = besidePairs(p, dispatches);
+  const firsts = new Set(pairs.values());
+  for (const d of dispatches) {
+    if (firsts.has(d.node)) continue; // it runs beside the next dispatch
+    const first = pairs.get(d.node);
+    for (const m of d.members) if (m !== d.node) fields.set(m, { by: d.node });
+    if (first === undefined) {
+      fields.set(d.node, { kernel: kernel(p.nodes[d.node].op, kernelModule(d.sig, d.src), d.src, hypers(d)), ...own(d) });
+      continue;
+    }
+    // `first` and `d` in one dispatch, at d: first's nodes are computed by it and stored by it
+    const a = dispatches.find((x) => x.node === first)!;
+    for (const m of a.members) fields.set(m, { by: d.node });
+    fields.set(a.node, { by: d.node, ...own(a) });
+    const mine = { ...own(d), writes: [...d.stored.slice(1), ...a.stored], beside: a.node };
+    const bound = binds({ ...p.nodes[d.node], ...mine }, { ...p.nodes[a.node], ...own(a) });
+    const stored = [d.node, ...mine.writes];
+    // the first kernel's reads are the first bindings, as they are on its own
+    const part = (x: typeof d, at: (r: number) => number) => {
+      let r = 0;
+      return { sig: x.sig, src: x.src, ins: x.sig.inputs.map((i) => (i.hyper === undefined ? at(r++) : -1)), outs: x.stored.map((s) => bound.length + stored.indexOf(s)) };
+    };
+    const wgsl = besideModule(
+      [part(a, (r) => r), part(d, (r) => bound.indexOf(d.reads[r]))],
+      [...bound.map((j) => ({ dtype: p.nodes[j].dtype, write: false })), ...stored.map((s) => ({ dtype: p.nodes[s].dtype, write: true }))],
+    );
+    fields.set(d.node, { kernel: kernel(p.nodes[d.node].op, wgsl, d.src, hypers(a) || hypers(d), a.src), ...mine });
+  }
+  return { ...p, nodes: p.nodes.map((n) => ({ ...n, ...fields.get(n.id) })), kernels };
 }

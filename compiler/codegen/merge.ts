@@ -17,6 +17,9 @@
 // means over the batch) that read none of each other run side by side the same way: one loop, an
 // accumulator each.
 //
+// Neighbouring dispatches of any kind that read nothing the other stores run side by side in one
+// dispatch (`besidePairs`): a loss's reduction beside the gradient that starts the backward pass.
+//
 // The CPU executors ignore all this and run each node as before; only the WebGPU program changes.
 
 import type { AttrValue, NodeJSON, ProgramJSON } from '../../runtime/program.ts';
@@ -180,4 +183,32 @@ function program(p: ProgramJSON, members: number[], src: NodeJSON | undefined, i
   const mode = src && (src.op === 'matmul' ? `${src.attrs.transA ? 't' : 'n'}${src.attrs.transB ? 't' : 'n'}` : (src.attrs.matmul as string));
   const { shape, reduce, axes } = nodes[members[0]].attrs;
   return { code: code.join('; '), shape: reduce ? shape : [...nodes[members[0]].shape], ...(mode ? { matmul: mode } : {}), ...(reduce ? { reduce, axes } : {}), results: results.join(' ') };
+}
+
+/** A dispatch: its node, the buffers it binds before its outputs, the nodes it stores (its own
+ *  first) and the nodes it computes (its own last). */
+export interface Dispatch {
+  node: number;
+  reads: number[];
+  stored: number[];
+  members: number[];
+}
+
+/** Dispatches that run side by side, the second's node to the first's: neighbours (in program
+ *  order) where the second reads nothing the first stores, so that they need no order, binding at
+ *  most MAX_BINDINGS storage buffers together. The pair runs at the second's place, where the
+ *  memory plan then keeps the first's inputs alive and places its outputs. */
+export function besidePairs(p: ProgramJSON, dispatches: readonly Dispatch[]): Map<number, number> {
+  const home = (j: number): number => (ops()[p.nodes[j].op as OpKind].alias ? home(p.nodes[j].inputs[0]) : j);
+  const pairs = new Map<number, number>();
+  dispatches.forEach((b, k) => {
+    const a = dispatches[k - 1];
+    if (!a || pairs.has(a.node)) return;
+    const stored = new Set(a.stored);
+    if (b.reads.some((j) => stored.has(home(j)))) return;
+    // (bound as runtime/program.ts binds them)
+    if (a.reads.length + new Set(b.reads.filter((j) => !a.reads.includes(j))).size + a.stored.length + b.stored.length > MAX_BINDINGS) return;
+    pairs.set(b.node, a.node);
+  });
+  return pairs;
 }

@@ -10,8 +10,13 @@
 //   M(SYM_<name>)           value of a symbolic dimension
 // and last, if the kernel reads any, `hypers`. Threads are numbered by `thread_id(gid, nwg)`; a
 // kernel returns early past its grid.
+//
+// Two kernels side by side in one dispatch (`besideModule`) each read their own stretch of one
+// `meta`; the second's text is renamed (templates leave the names `buf<N>`, `P0_main` and `P1_...`
+// to this).
 
 import type { DType } from '../ir/node.ts';
+import { MAIN } from '../ops/elementwise.ts';
 import type { KernelSig, KernelSource } from '../ops/types.ts';
 import { WORKGROUP } from '../../runtime/program.ts';
 
@@ -29,27 +34,90 @@ export function kernelModule(sig: KernelSig, src: KernelSource): string {
     if (inp.hyper === undefined) lines.push(`@group(0) @binding(${binding++}) var<storage, read> in${i}: array<${wgslType[inp.dtype]}>;`);
   });
   [sig.output, ...(sig.writes ?? [])].forEach((o, k) => lines.push(`@group(0) @binding(${binding++}) var<storage, read_write> out${k || ''}: array<${wgslType[o.dtype]}>;`));
-  const words = Math.max(1, Math.ceil(metaLength(sig) / 4));
-  lines.push(`@group(0) @binding(${binding++}) var<uniform> metadata: array<vec4<u32>, ${words}>;`);
-  lines.push(`fn M(i: u32) -> u32 { return metadata[i / 4u][i % 4u]; }`);
-  const slots = sig.inputs.flatMap((i) => (i.hyper === undefined ? [] : [i.hyper]));
-  if (slots.length) {
-    lines.push(`@group(0) @binding(${binding}) var<uniform> hypers: array<vec4<u32>, ${Math.ceil((Math.max(...slots) + 1) / 4)}>;`);
-    lines.push(`fn H(i: u32) -> u32 { return hypers[i / 4u][i % 4u]; }`);
-  }
+  lines.push(...uniforms(binding, metaLength(sig), [sig]), ...offsets(sig, ''), ...threads);
+  return text([...lines, src.code]);
+}
+
+/** The `meta` uniform of `words` u32s at `binding` and its accessor, then `hypers` if a kernel reads any. */
+function uniforms(binding: number, words: number, sigs: readonly KernelSig[]): string[] {
+  const lines = [`@group(0) @binding(${binding}) var<uniform> metadata: array<vec4<u32>, ${Math.max(1, Math.ceil(words / 4))}>;`, `fn M(i: u32) -> u32 { return metadata[i / 4u][i % 4u]; }`];
+  const slots = sigs.flatMap((s) => s.inputs.flatMap((i) => (i.hyper === undefined ? [] : [i.hyper])));
+  if (slots.length)
+    lines.push(`@group(0) @binding(${binding + 1}) var<uniform> hypers: array<vec4<u32>, ${Math.ceil((Math.max(...slots) + 1) / 4)}>;`, `fn H(i: u32) -> u32 { return hypers[i / 4u][i % 4u]; }`);
+  return lines;
+}
+
+/** Where in its `meta` words a kernel finds the dims (after its element count), as constants named
+ *  with `prefix`. */
+function offsets(sig: KernelSig, prefix: string): string[] {
   let offset = 1;
-  lines.push(`const OUT: u32 = ${offset}u;`);
+  const lines = [`const ${prefix}OUT: u32 = ${offset}u;`];
   offset += sig.output.rank;
   sig.inputs.forEach((inp, i) => {
-    lines.push(`const IN${i}: u32 = ${offset}u;`);
+    lines.push(`const ${prefix}IN${i}: u32 = ${offset}u;`);
     offset += inp.rank;
   });
-  for (const s of sig.symbols) lines.push(`const SYM_${s}: u32 = ${offset++}u;`);
-  lines.push(`const WG: u32 = ${WORKGROUP}u;`);
-  lines.push(`fn thread_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 { return gid.x + gid.y * nwg.x * WG; }`);
-  // one statement or declaration per line, unindented: the text ships in every bundle
-  const body = src.code.split('\n').map((l) => l.trim()).filter(Boolean);
-  return `${[...lines, ...body].join('\n')}\n`;
+  for (const s of sig.symbols) lines.push(`const ${prefix}SYM_${s}: u32 = ${offset++}u;`);
+  return lines;
+}
+
+const threads = [`const WG: u32 = ${WORKGROUP}u;`, `fn thread_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 { return gid.x + gid.y * nwg.x * WG; }`];
+
+/** One statement or declaration per line, unindented, without comments and without the spaces
+ *  that separate nothing (`let x = a + b;` is `let x=a+b;`): the text ships in every bundle. A
+ *  space stays between two words and between two operators (`- -x`, `> =` would change tokens). */
+const text = (lines: readonly string[]): string =>
+  `${lines
+    .flatMap((l) => l.split('\n'))
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('//'))
+    .map((l) => l.replace(/ +/g, (sp, at: number) => (WORD.test(l[at - 1]) === WORD.test(l[at + sp.length]) && !/[(){}[\],;:]/.test(l[at - 1] + l[at + sp.length]) ? ' ' : '')))
+    .join('\n')}\n`;
+const WORD = /[\w.]/;
+
+/** A kernel of a `besideModule`: the bindings its inputs (-1: a hyperparameter) and its outputs take. */
+export interface BesidePart {
+  sig: KernelSig;
+  src: KernelSource;
+  ins: number[];
+  outs: number[];
+}
+
+/**
+ * Two kernels that read none of each other's outputs, in one dispatch: the first `M(words)`
+ * workgroups run the first, the others the second (with its thread ids from 0), each against its
+ * own bindings among `binds` (in order: inputs read-only, outputs writable; each buffer once) and
+ * its own stretch of `meta`. The first kernel's text is its own but for `main`'s name (its bindings
+ * keep their names, its `meta` words come first), so that it compresses well beside the kernel on
+ * its own; the second's module-scope names are prefixed `P1_`, its bindings renamed.
+ */
+export function besideModule([first, second]: readonly [BesidePart, BesidePart], binds: readonly { dtype: DType; write: boolean }[]): string {
+  const names = binds.map((_, b) => `buf${b}`);
+  first.sig.inputs.forEach((_, k) => first.ins[k] >= 0 && (names[first.ins[k]] = `in${k}`));
+  first.outs.forEach((b, k) => (names[b] = `out${k || ''}`));
+  const lines = binds.map((b, i) => `@group(0) @binding(${i}) var<storage, ${b.write ? 'read_write' : 'read'}> ${names[i]}: array<${wgslType[b.dtype]}>;`);
+  const [len0, len1] = [metaLength(first.sig), metaLength(second.sig)];
+  lines.push(...uniforms(binds.length, len0 + len1 + 1, [first.sig, second.sig]), ...offsets(first.sig, ''), ...threads);
+  const entry = (code: string, name: string) => code.replace(MAIN, `fn ${name}(gid: vec3<u32>, nwg: vec3<u32>)`);
+  const code = entry(second.src.code, 'main');
+  const own = new Set([...code.matchAll(/\b(?:fn|const|var<private>)\s+(\w+)/g)].map((m) => m[1]));
+  const name = (id: string): string => {
+    const m = /^(?:in(\d+)|out(\d*))$/.exec(id);
+    if (m) return names[m[1] ? second.ins[Number(m[1])] : second.outs[Number(m[2] || 0)]];
+    return own.has(id) || id === 'M' || /^(OUT|IN\d+|SYM_\w+)$/.test(id) ? `P1_${id}` : id;
+  };
+  lines.push(
+    entry(first.src.code, 'P0_main'),
+    ...offsets(second.sig, 'P1_'),
+    `fn P1_M(i: u32) -> u32 { return M(${len0}u + i); }`,
+    code.replace(/\b[A-Za-z_]\w*\b/g, name),
+    `${MAIN} {`,
+    'let i = thread_id(gid, nwg);',
+    `let first = M(${len0 + len1}u) * WG;`,
+    'if (i < first) { P0_main(gid, nwg); } else { P1_main(vec3<u32>(i - first, 0u, 0u), nwg); }',
+    '}',
+  );
+  return text(lines);
 }
 
 // Pipelines are cached by this key: kernels with the same text share one (bundles derive kernel

@@ -5,6 +5,7 @@
 import { binary, constant, iota, reshape, select } from '../ir/build.ts';
 import { ShapeError, sameShape, shapeStr } from '../ir/node.ts';
 import type { CpuKernel, OpDef } from './types.ts';
+import { MAIN } from './elementwise.ts';
 
 export const takeCpu: CpuKernel = ([x, idx], _attrs, out, ctx) => {
   const n = x.shape[x.shape.length - 1];
@@ -34,8 +35,7 @@ export const gatherOps = {
     cpu: takeCpu,
     wgsl(sig) {
       const code = `
-@compute @workgroup_size(WG)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+${MAIN} {
   let i = thread_id(gid, nwg);
   if (i >= M(0u)) { return; }
   let n = i32(M(IN0 + ${sig.inputs[0].rank - 1}u));
