@@ -10,8 +10,8 @@ import type { NodeJSON, ProgramJSON } from './program.ts';
 import { numel } from './shapes.ts';
 
 export interface MemoryPlan {
-  /** Each node's buffer (an index into `sizes`), -1 for arguments and their aliases and for nodes
-   *  that only live inside another node's kernel. */
+  /** Each node's buffer (an index into `sizes`), -1 for arguments and their aliases, updates in
+   *  place (their argument's) and nodes that only live inside another node's kernel. */
   buffer: number[];
   /** Bytes of each buffer. */
   sizes: number[];
@@ -66,7 +66,8 @@ export function planMemory(p: ProgramJSON, shapes: readonly number[][]): MemoryP
   };
   nodes.forEach((n, i) => {
     // a node computed by a later dispatch gets its buffer there (if that dispatch stores it)
-    if (home[i] === i && n.op !== 'arg' && n.by === undefined) for (const w of [i, ...(n.writes ?? [])]) place(w, i);
+    // (an update in place is its argument's buffer)
+    if (home[i] === i && n.op !== 'arg' && n.by === undefined) for (const w of [i, ...(n.writes ?? [])]) if (nodes[w].into === undefined) place(w, i);
     // buffers whose last reader is this node are free for the nodes after it
     free.push(...dying[i]);
   });

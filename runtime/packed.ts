@@ -7,7 +7,7 @@
 //   defaults left out: shape 0 is attrs.shape (fused, reshape, iota...; an arg's attrs are made
 //   from its shape, which it keeps), dtype 0 is f32, kernel 0
 //   none (else its index + 1), attrs 0 is {} or, for an arg, its entry in the program's args; node
-//   ids are their positions; merged is { reads, writes, by, beside } where the node has any
+//   ids are their positions; merged is { reads, writes, by, beside, into } where the node has any
 //   (codegen/merge.ts, codegen/kernels.ts);
 // - kernels as [wgsl, rows, cols, name, hypers, first] (rows and cols 0: one thread per element),
 //   the name 0 where kernelName makes it from the op of the first node that runs the kernel, hypers
@@ -16,7 +16,7 @@
 
 import { kernelName, type DType, type Dim, type Grid, type KernelJSON, type Manifest, type NodeJSON, type ProgramJSON } from './program.ts';
 
-type Merged = Pick<NodeJSON, 'reads' | 'writes' | 'by' | 'beside'>;
+type Merged = Pick<NodeJSON, 'reads' | 'writes' | 'by' | 'beside' | 'into'>;
 type PackedNode = [op: string, inputs: number[], shape?: Dim[] | 0, dtype?: DType | 0, kernel?: number, attrs?: NodeJSON['attrs'] | 0, src?: number | 0, merged?: Merged | 0];
 type PackedKernel = [wgsl: number, rows?: number, cols?: number, name?: string | 0, hypers?: 1 | 0, first?: [number, number]];
 type PackedProgram = Omit<ProgramJSON, 'nodes' | 'kernels'> & { nodes: PackedNode[]; kernels: PackedKernel[] };
@@ -44,7 +44,7 @@ const gridOf = (rows = 0, cols = 0): Grid => (rows ? { kind: 'tiles', rows, cols
 const derivedName = (nodes: NodeJSON[], k: number, wgsl: string, grid: Grid) => kernelName(nodes.find((n) => n.kernel === k)?.op ?? '', wgsl, grid);
 
 const merged = (n: NodeJSON): Merged | 0 => {
-  const m: Merged = { ...(n.reads && { reads: n.reads }), ...(n.writes && { writes: n.writes }), ...(n.by !== undefined && { by: n.by }), ...(n.beside !== undefined && { beside: n.beside }) };
+  const m: Merged = { ...(n.reads && { reads: n.reads }), ...(n.writes && { writes: n.writes }), ...(n.by !== undefined && { by: n.by }), ...(n.beside !== undefined && { beside: n.beside }), ...(n.into !== undefined && { into: n.into }) };
   return Object.keys(m).length ? m : 0;
 };
 

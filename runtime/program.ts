@@ -40,6 +40,10 @@ export interface NodeJSON {
   /** The node whose dispatch computes this one (stored by it if in its `writes`, else only used
    *  inside its kernel). The CPU executors run it as usual. */
   by?: number;
+  /** The argument (a parameter, state or optimizer slot) whose buffer this update is computed
+   *  in: its dispatch reads the old value and writes the new one through one binding, and the
+   *  memory plan gives it no buffer of its own (codegen/merge.ts inPlace). */
+  into?: number;
   /** The dispatch that runs side by side with this one's, in its first workgroups (its node, whose
    *  own `reads` and stored nodes this one's `writes` take up: codegen/kernels.ts). */
   beside?: number;

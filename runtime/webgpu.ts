@@ -144,6 +144,13 @@ export class WebGPUExecutor {
 
     const enc = this.device.createCommandEncoder({ label: 'dlc:run' });
     for (const c of plan.hyperCopies) enc.copyBufferToBuffer(c.from, 0, plan.hypers!, c.offset, 4);
+    // the values the updates overwrite, kept before the pass (some are updated in place)
+    this.undo = p.updates.map((u) => {
+      const to = this.tensors.get(argKey(u))!.buffer;
+      const [from, size] = [this.backup(argKey(u), to.size), bytes(plan.shapes[u.node])];
+      copy(enc, to, from, 0, size);
+      return { from, to, size };
+    });
     const pass = enc.beginComputePass({ label: 'dlc:run' });
     for (const d of plan.dispatches) {
       pass.setPipeline(d.pipeline);
@@ -152,16 +159,9 @@ export class WebGPUExecutor {
     }
     pass.end();
     for (const i of wanted) copy(enc, plan.bufs[p.outputs[i].node], plan.staging, plan.outOffsets[i], bytes(plan.shapes[p.outputs[i].node]));
-    this.undo = [];
     for (const u of p.updates) {
-      const key = argKey(u);
-      const dst = this.tensors.get(key)!.buffer;
-      if (plan.bufs[u.node] === dst) continue;
-      const size = bytes(plan.shapes[u.node]);
-      const backup = this.backup(key, dst.size);
-      copy(enc, dst, backup, 0, size);
-      copy(enc, plan.bufs[u.node], dst, 0, size);
-      this.undo.push({ from: backup, to: dst, size });
+      const dst = this.tensors.get(argKey(u))!.buffer;
+      if (plan.bufs[u.node] !== dst) copy(enc, plan.bufs[u.node], dst, 0, bytes(plan.shapes[u.node]));
     }
     this.device.queue.submit([enc.finish()]);
     if (!wanted.length) return {};
@@ -288,7 +288,7 @@ export class WebGPUExecutor {
         return;
       }
       const writes = n.writes ?? [];
-      for (const w of [i, ...writes]) bufs[w] = pool[memory.buffer[w]];
+      for (const w of [i, ...writes]) bufs[w] = p.nodes[w].into === undefined ? pool[memory.buffer[w]] : bufs[p.nodes[w].into!];
       if (n.kernel === undefined) return this.upload(bufs[i], constData(n, numel(shape), Float32Array));
       const k = p.kernels[n.kernel];
       // a kernel's meta words: its element count and the dims of its output and inputs; with a
@@ -302,7 +302,9 @@ export class WebGPUExecutor {
       data.set(meta);
       const uniform = own(`dlc:meta#${i}`, data.byteLength, UNIFORM | COPY_DST);
       this.upload(uniform, data);
-      const entries = [...[...binds(n, p.nodes[n.beside ?? -1]), i, ...writes].map((j) => bufs[home(j)]), uniform, ...(k.hypers ? [hypers!] : [])].map((buffer, binding) => ({ binding, resource: { buffer } }));
+      // (an update in place is written through its argument's binding)
+      const outs = [i, ...writes].filter((j) => p.nodes[j].into === undefined);
+      const entries = [...[...binds(n, p.nodes[n.beside ?? -1]), ...outs].map((j) => bufs[home(j)]), uniform, ...(k.hypers ? [hypers!] : [])].map((buffer, binding) => ({ binding, resource: { buffer } }));
       const bindGroup = this.device.createBindGroup({ label: `dlc:${n.op}#${i}`, layout: pipelines[n.kernel].getBindGroupLayout(0), entries });
       dispatches.push({ pipeline: pipelines[n.kernel], bindGroup, groups: spread(groups) });
     });

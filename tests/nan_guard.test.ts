@@ -6,11 +6,16 @@ import { compile } from '../compiler/compile.ts';
 import { DlcNumericError, Model } from '../runtime/model.ts';
 import { cpuKernels } from '../runtime/cpu_kernels.ts';
 import { rng } from '../runtime/random.ts';
+import { gpuDevice } from './support/harness.ts';
+
+const gpu = await gpuDevice();
 
 describe('the NaN guard', () => {
-  it('undoes the failing step and names its op and source', async () => {
+  // on WebGPU the updates are computed in their parameters' buffers (codegen/merge.ts inPlace): the
+  // values before the step are kept aside before it runs
+  it.each(['cpu', ...(gpu ? ['webgpu' as const] : [])] as const)('undoes the failing step and names its op and source (%s)', async (backend) => {
     const m = compile('tests/fixtures/diverge.dlm').manifest!;
-    const model = await Model.create(m, cpuKernels, { backend: 'cpu' });
+    const model = await Model.create(m, cpuKernels, { backend, device: gpu ?? undefined });
     const next = rng(2);
     const batch = { x: Float32Array.from({ length: 64 * 784 }, next), y: Float32Array.from({ length: 640 }, () => (next() < 0.1 ? 1 : 0)) };
     let error: unknown;

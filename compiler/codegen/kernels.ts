@@ -6,7 +6,7 @@ import { binds, hyperSlots, kernelName, type KernelJSON, type NodeJSON, type Pro
 import { ops, type OpKind } from '../ops/registry.ts';
 import type { KernelSig, KernelSource, OpDef } from '../ops/types.ts';
 import { besideModule, kernelModule, shaderKey } from './wgsl.ts';
-import { besidePairs, mergeGroups, type Dispatch } from './merge.ts';
+import { besidePairs, inPlace, mergeGroups, type Dispatch } from './merge.ts';
 
 export function attachKernels(p: ProgramJSON): ProgramJSON {
   const slot = new Map(hyperSlots(p).map((n, s) => [n, s]));
@@ -32,10 +32,14 @@ export function attachKernels(p: ProgramJSON): ProgramJSON {
       ...(g && g.written.length > 1 ? { writes: g.written.slice(1).map((w) => ({ dtype: p.nodes[w].dtype })) } : {}),
       symbols: p.symbols,
     };
+    const [members, stored] = g ? [g.members, g.written] : [[n.id], [n.id]];
+    // updates computed in their argument's buffer write it through its input's binding
+    const into = op === 'fused' ? inPlace(p, members, stored, (j) => by.get(j) ?? j) : new Map<number, number>();
+    if (into.size) sig.into = stored.map((s) => (into.has(s) ? inputs.indexOf(into.get(s)!) : -1));
     // the buffers it binds: its inputs (a merged kernel's), but for the hyperparameters it reads
     // from the uniform
     const reads = inputs.filter((j) => hyper(j) === undefined);
-    dispatches.push({ node: n.id, reads, stored: g ? g.written : [n.id], members: g ? g.members : [n.id], sig, src: (g ? ops().fused : def).wgsl!(sig) });
+    dispatches.push({ node: n.id, reads, stored, members, into, sig, src: (g ? ops().fused : def).wgsl!(sig) });
   }
 
   const kernels: KernelJSON[] = [];
@@ -54,7 +58,7 @@ export function attachKernels(p: ProgramJSON): ProgramJSON {
   const own = (d: Dispatch): Partial<NodeJSON> => {
     const n = p.nodes[d.node];
     const same = d.reads.length === n.inputs.length && d.reads.every((j, i) => j === n.inputs[i]);
-    return { ...(same ? {} : { reads: d.reads }), ...(d.stored.length > 1 ? { writes: d.stored.slice(1) } : {}) };
+    return { ...(same ? {} : { reads: d.reads }), ...(d.stored.length > 1 ? { writes: d.stored.slice(1) } : {}), ...(d.into.has(d.node) ? { into: d.into.get(d.node) } : {}) };
   };
   const hypers = (d: { sig: KernelSig }) => d.sig.inputs.some((i) => i.hyper !== undefined);
   const pairs = besidePairs(p, dispatches);
@@ -62,27 +66,28 @@ export function attachKernels(p: ProgramJSON): ProgramJSON {
   for (const d of dispatches) {
     if (firsts.has(d.node)) continue; // it runs beside the next dispatch
     const first = pairs.get(d.node);
-    for (const m of d.members) if (m !== d.node) fields.set(m, { by: d.node });
+    for (const m of d.members) if (m !== d.node) fields.set(m, { by: d.node, ...(d.into.has(m) ? { into: d.into.get(m) } : {}) });
     if (first === undefined) {
       fields.set(d.node, { kernel: kernel(p.nodes[d.node].op, kernelModule(d.sig, d.src), d.src, hypers(d)), ...own(d) });
       continue;
     }
     // `first` and `d` in one dispatch, at d: first's nodes are computed by it and stored by it
     const a = dispatches.find((x) => x.node === first)!;
-    for (const m of a.members) fields.set(m, { by: d.node });
+    for (const m of a.members) fields.set(m, { by: d.node, ...(a.into.has(m) ? { into: a.into.get(m) } : {}) });
     fields.set(a.node, { by: d.node, ...own(a) });
     const mine = { ...own(d), writes: [...d.stored.slice(1), ...a.stored], beside: a.node };
     const bound = binds({ ...p.nodes[d.node], ...mine }, { ...p.nodes[a.node], ...own(a) });
-    const stored = [d.node, ...mine.writes];
+    // the outputs bound after the inputs (not those written in place of an input)
+    const outs = [d.node, ...mine.writes].filter((s) => !d.into.has(s) && !a.into.has(s));
     // the first kernel's reads are the first bindings, as they are on its own
     const part = (x: typeof d, at: (r: number) => number) => {
       let r = 0;
-      return { sig: x.sig, src: x.src, ins: x.sig.inputs.map((i) => (i.hyper === undefined ? at(r++) : -1)), outs: x.stored.map((s) => bound.length + stored.indexOf(s)) };
+      const ins = x.sig.inputs.map((i) => (i.hyper === undefined ? at(r++) : -1));
+      return { sig: x.sig, src: x.src, ins, outs: x.stored.map((s) => (x.into.has(s) ? ins[x.sig.into![x.stored.indexOf(s)]] : bound.length + outs.indexOf(s))) };
     };
-    const wgsl = besideModule(
-      [part(a, (r) => r), part(d, (r) => bound.indexOf(d.reads[r]))],
-      [...bound.map((j) => ({ dtype: p.nodes[j].dtype, write: false })), ...stored.map((s) => ({ dtype: p.nodes[s].dtype, write: true }))],
-    );
+    const parts = [part(a, (r) => r), part(d, (r) => bound.indexOf(d.reads[r]))] as const;
+    const written = new Set(parts.flatMap((q) => q.outs));
+    const wgsl = besideModule(parts, [...bound, ...outs].map((j, b) => ({ dtype: p.nodes[j].dtype, write: written.has(b) })));
     fields.set(d.node, { kernel: kernel(p.nodes[d.node].op, wgsl, d.src, hypers(a) || hypers(d), a.src), ...mine });
   }
   return { ...p, nodes: p.nodes.map((n) => ({ ...n, ...fields.get(n.id) })), kernels };

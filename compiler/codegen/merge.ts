@@ -186,12 +186,38 @@ function program(p: ProgramJSON, members: number[], src: NodeJSON | undefined, i
 }
 
 /** A dispatch: its node, the buffers it binds before its outputs, the nodes it stores (its own
- *  first) and the nodes it computes (its own last). */
+ *  first), the nodes it computes (its own last), and the stored nodes it computes in place of an
+ *  argument it reads (`inPlace`). */
 export interface Dispatch {
   node: number;
   reads: number[];
   stored: number[];
   members: number[];
+  into: Map<number, number>;
+}
+
+/**
+ * The updates a dispatch can store into their argument's own buffer (stored node → argument): a
+ * new parameter or optimizer slot whose old value this kernel reads only at its own element, in
+ * the thread that writes the new one, and that nothing runs to read after it. Such an update then
+ * needs neither a buffer of its own nor a binding (it reads and writes the argument's), nor the
+ * copy into the argument after the step.
+ */
+export function inPlace(p: ProgramJSON, members: readonly number[], stored: readonly number[], at: (n: number) => number): Map<number, number> {
+  const nodes = p.nodes;
+  const d = members[members.length - 1];
+  const into = new Map<number, number>();
+  const readers: number[][] = nodes.map(() => []);
+  nodes.forEach((n) => n.inputs.forEach((j) => readers[j].push(n.id)));
+  const later = (j: number): number[] => readers[j].flatMap((r) => (ops()[nodes[r].op as OpKind].alias ? later(r) : [r]));
+  for (const u of p.updates) {
+    const arg = p.args.find((a) => a.role === u.role && a.name === u.name)?.node;
+    if (arg === undefined || !stored.includes(u.node) || !sameShape(nodes[arg].shape, nodes[d].shape)) continue;
+    const inside = later(arg).filter((r) => members.includes(r));
+    if (!inside.length || later(arg).some((r) => !members.includes(r) && at(r) > d)) continue;
+    if (inside.every((m) => candidate(nodes[m]) && nodes[m].inputs.every((j, k) => j !== arg || inputReads(p, nodes[m]).direct.has(k)))) into.set(u.node, arg);
+  }
+  return into;
 }
 
 /** Dispatches that run side by side, the second's node to the first's: neighbours (in program
@@ -206,8 +232,12 @@ export function besidePairs(p: ProgramJSON, dispatches: readonly Dispatch[]): Ma
     if (!a || pairs.has(a.node)) return;
     const stored = new Set(a.stored);
     if (b.reads.some((j) => stored.has(home(j)))) return;
-    // (bound as runtime/program.ts binds them)
-    if (a.reads.length + new Set(b.reads.filter((j) => !a.reads.includes(j))).size + a.stored.length + b.stored.length > MAX_BINDINGS) return;
+    // neither reads an argument the other updates in place
+    const args = (x: Dispatch) => new Set(x.into.values());
+    if (b.reads.some((j) => args(a).has(home(j))) || a.reads.some((j) => args(b).has(home(j)))) return;
+    // (bound as runtime/program.ts binds them; an update in place takes its argument's binding)
+    const outs = (x: Dispatch) => x.stored.filter((s) => !x.into.has(s)).length;
+    if (a.reads.length + new Set(b.reads.filter((j) => !a.reads.includes(j))).size + outs(a) + outs(b) > MAX_BINDINGS) return;
     pairs.set(b.node, a.node);
   });
   return pairs;

@@ -12,8 +12,8 @@
 // kernel returns early past its grid.
 //
 // Two kernels side by side in one dispatch (`besideModule`) each read their own stretch of one
-// `meta`; the second's text is renamed (templates leave the names `buf<N>`, `P0_main` and `P1_...`
-// to this).
+// `meta`; the second's text is renamed (templates leave the names `buf<N>`, `main0` and those
+// starting with `_` to this).
 
 import type { DType } from '../ir/node.ts';
 import { MAIN } from '../ops/elementwise.ts';
@@ -30,13 +30,25 @@ export function metaLength(sig: Pick<KernelSig, 'inputs' | 'output' | 'symbols'>
 export function kernelModule(sig: KernelSig, src: KernelSource): string {
   const lines: string[] = [];
   let binding = 0;
+  const into = sig.into ?? [];
   sig.inputs.forEach((inp, i) => {
-    if (inp.hyper === undefined) lines.push(`@group(0) @binding(${binding++}) var<storage, read> in${i}: array<${wgslType[inp.dtype]}>;`);
+    if (inp.hyper === undefined) lines.push(`@group(0) @binding(${binding++}) var<storage, ${into.includes(i) ? 'read_write' : 'read'}> in${i}: array<${wgslType[inp.dtype]}>;`);
   });
-  [sig.output, ...(sig.writes ?? [])].forEach((o, k) => lines.push(`@group(0) @binding(${binding++}) var<storage, read_write> out${k || ''}: array<${wgslType[o.dtype]}>;`));
+  [sig.output, ...(sig.writes ?? [])].forEach((o, k) => (into[k] ?? -1) < 0 && lines.push(`@group(0) @binding(${binding++}) var<storage, read_write> out${k || ''}: array<${wgslType[o.dtype]}>;`));
   lines.push(...uniforms(binding, metaLength(sig), [sig]), ...offsets(sig, ''), ...threads);
-  return text([...lines, src.code]);
+  return text([...lines, inPlace(src.code, into)]);
 }
+
+/** `code` with each identifier `id` replaced by `name(id)`. */
+const rename = (code: string, name: (id: string) => string): string => code.replace(/\b[A-Za-z_]\w*\b/g, name);
+
+/** `code` with each output `out<k>` computed in place of input `into[k]` (>= 0) written there. */
+const inPlace = (code: string, into: readonly number[]): string =>
+  rename(code, (id) => {
+    const m = /^out(\d*)$/.exec(id);
+    const k = m ? (into[Number(m[1] || 0)] ?? -1) : -1;
+    return k >= 0 ? `in${k}` : id;
+  });
 
 /** The `meta` uniform of `words` u32s at `binding` and its accessor, then `hypers` if a kernel reads any. */
 function uniforms(binding: number, words: number, sigs: readonly KernelSig[]): string[] {
@@ -75,7 +87,8 @@ const text = (lines: readonly string[]): string =>
     .join('\n')}\n`;
 const WORD = /[\w.]/;
 
-/** A kernel of a `besideModule`: the bindings its inputs (-1: a hyperparameter) and its outputs take. */
+/** A kernel of a `besideModule`: the bindings its inputs (-1: a hyperparameter) and its outputs
+ *  take (an output in place: its input's). */
 export interface BesidePart {
   sig: KernelSig;
   src: KernelSource;
@@ -89,35 +102,54 @@ export interface BesidePart {
  * own bindings among `binds` (in order: inputs read-only, outputs writable; each buffer once) and
  * its own stretch of `meta`. The first kernel's text is its own but for `main`'s name (its bindings
  * keep their names, its `meta` words come first), so that it compresses well beside the kernel on
- * its own; the second's module-scope names are prefixed `P1_`, its bindings renamed.
+ * its own; the second's module-scope names are prefixed `_`, its bindings renamed.
  */
 export function besideModule([first, second]: readonly [BesidePart, BesidePart], binds: readonly { dtype: DType; write: boolean }[]): string {
   const names = binds.map((_, b) => `buf${b}`);
   first.sig.inputs.forEach((_, k) => first.ins[k] >= 0 && (names[first.ins[k]] = `in${k}`));
-  first.outs.forEach((b, k) => (names[b] = `out${k || ''}`));
+  const into = first.outs.map((b) => first.ins.indexOf(b));
+  first.outs.forEach((b, k) => into[k] < 0 && (names[b] = `out${k || ''}`));
   const lines = binds.map((b, i) => `@group(0) @binding(${i}) var<storage, ${b.write ? 'read_write' : 'read'}> ${names[i]}: array<${wgslType[b.dtype]}>;`);
   const [len0, len1] = [metaLength(first.sig), metaLength(second.sig)];
   lines.push(...uniforms(binds.length, len0 + len1 + 1, [first.sig, second.sig]), ...offsets(first.sig, ''), ...threads);
   const entry = (code: string, name: string) => code.replace(MAIN, `fn ${name}(gid: vec3<u32>, nwg: vec3<u32>)`);
-  const code = entry(second.src.code, 'main');
+  let code = entry(second.src.code, 'main');
   const own = new Set([...code.matchAll(/\b(?:fn|const|var<private>)\s+(\w+)/g)].map((m) => m[1]));
   const name = (id: string): string => {
     const m = /^(?:in(\d+)|out(\d*))$/.exec(id);
     if (m) return names[m[1] ? second.ins[Number(m[1])] : second.outs[Number(m[2] || 0)]];
-    return own.has(id) || id === 'M' || /^(OUT|IN\d+|SYM_\w+)$/.test(id) ? `P1_${id}` : id;
+    return own.has(id) || id === 'M' || /^(OUT|IN\d+|SYM_\w+)$/.test(id) ? `_${id}` : id;
   };
+  // a helper function both declare alike (fpow, bits_f32) that uses nothing of its kernel's but
+  // such helpers is declared once
+  for (const f of functions(code)) {
+    const fn = /fn (\w+)/.exec(f)![1];
+    own.delete(fn);
+    if (first.src.code.includes(f) && rename(f, name) === f) code = code.replace(f, '');
+    else own.add(fn);
+  }
   lines.push(
-    entry(first.src.code, 'P0_main'),
-    ...offsets(second.sig, 'P1_'),
-    `fn P1_M(i: u32) -> u32 { return M(${len0}u + i); }`,
-    code.replace(/\b[A-Za-z_]\w*\b/g, name),
+    inPlace(entry(first.src.code, 'main0'), into),
+    ...offsets(second.sig, '_'),
+    `fn _M(i: u32) -> u32 { return M(${len0}u + i); }`,
+    rename(code, name),
     `${MAIN} {`,
     'let i = thread_id(gid, nwg);',
     `let first = M(${len0 + len1}u) * WG;`,
-    'if (i < first) { P0_main(gid, nwg); } else { P1_main(vec3<u32>(i - first, 0u, 0u), nwg); }',
+    'if (i < first) { main0(gid, nwg); } else { _main(vec3<u32>(i - first, 0u, 0u), nwg); }',
     '}',
   );
   return text(lines);
+}
+
+/** The text of each function `code` declares, from `fn` to its closing brace. */
+function functions(code: string): string[] {
+  return [...code.matchAll(/\bfn \w+\(/g)].map((m) => {
+    let [at, depth] = [code.indexOf('{', m.index), 0];
+    do depth += code[at] === '{' ? 1 : code[at] === '}' ? -1 : 0;
+    while (depth && ++at < code.length);
+    return code.slice(m.index, at + 1);
+  });
 }
 
 // Pipelines are cached by this key: kernels with the same text share one (bundles derive kernel

@@ -230,8 +230,8 @@ export interface ScalarRow {
 export interface Row extends ScalarRow {
   /** The WGSL expression over operand expressions `x`. */
   wgsl(x: string[], t: DType, to: DType): string;
-  /** WGSL functions the expression calls. */
-  fns?: string;
+  /** WGSL functions the expression calls, at operands of type `t`. */
+  fns?: (t: DType) => string;
   /** Cotangents of the inputs `x` of `y` from `ct`, built from IR ops; null: no gradient (or zero). */
   vjp(x: readonly Node[], y: Node, ct: Node): (Node | null)[];
 }
@@ -254,19 +254,19 @@ function ipow(a: number, e: number): number {
 }
 
 // Built by a call marked pure (a template literal with substitutions is not), so bundles drop it.
-const POW_FNS = /* @__PURE__ */ [WGSL_BITS, `fn fpow(a: f32, e: f32) -> f32 {
+const FPOW = /* @__PURE__ */ [WGSL_BITS, `fn fpow(a: f32, e: f32) -> f32 {
   if (e == 0.0) { return 1.0; }
   if (a >= 0.0) { return pow(a, e); }
   if (floor(e) != e) { return ${wgslLiteral(NaN, 'f32')}; }
   let m = pow(-a, e);
   return select(m, -m, abs(e) % 2.0 == 1.0);
-}
-fn ipow(a0: i32, e0: i32) -> i32 {
+}`].join('\n');
+const IPOW = `fn ipow(a0: i32, e0: i32) -> i32 {
   if (e0 < 0) { return select(select(0, select(1, -1, (e0 & 1) != 0), a0 == -1), 1, a0 == 1); }
   var r = 1; var a = a0; var e = e0;
   while (e > 0) { if ((e & 1) != 0) { r = r * a; } a = a * a; e = e >> 1u; }
   return r;
-}`].join('\n');
+}`;
 
 const castTo: Record<DType, Scalar> = {
   f32: (a) => a,
@@ -313,10 +313,10 @@ export const scalarRows: Readonly<Record<Kind, ScalarRow>> = {
   select: { arity: 3, typing: 'select', cpu: () => (c, p, q) => (c !== 0 ? p : q) },
 };
 
-const row = /* @__NO_SIDE_EFFECTS__ */ (op: Kind, wgsl: Row['wgsl'], vjp: Row['vjp'], fns?: string): Row => ({ ...scalarRows[op], wgsl, vjp, fns });
-const unary = /* @__NO_SIDE_EFFECTS__ */ (op: Kind, wgsl: (a: string, t: DType, to: DType) => string, vjp: Row['vjp'], fns?: string): Row =>
+const row = /* @__NO_SIDE_EFFECTS__ */ (op: Kind, wgsl: Row['wgsl'], vjp: Row['vjp'], fns?: Row['fns']): Row => ({ ...scalarRows[op], wgsl, vjp, fns });
+const unary = /* @__NO_SIDE_EFFECTS__ */ (op: Kind, wgsl: (a: string, t: DType, to: DType) => string, vjp: Row['vjp'], fns?: Row['fns']): Row =>
   row(op, ([a], t, to) => wgsl(a, t, to), vjp, fns);
-const binary = /* @__NO_SIDE_EFFECTS__ */ (op: Kind, wgsl: (a: string, b: string, t: DType) => string, vjp: Row['vjp'], fns?: string): Row =>
+const binary = /* @__NO_SIDE_EFFECTS__ */ (op: Kind, wgsl: (a: string, b: string, t: DType) => string, vjp: Row['vjp'], fns?: Row['fns']): Row =>
   row(op, ([a, c], t) => wgsl(a, c, t), vjp, fns);
 const compare = /* @__NO_SIDE_EFFECTS__ */ (op: Kind, sym: string): Row => binary(op, (a, c) => `i32(${a} ${sym} ${c})`, none);
 
@@ -342,7 +342,7 @@ const rows: Record<Kind, Row> = {
     ([p, q], y, ct) => [
       b.mul(ct, b.mul(q, b.pow(p, b.sub(q, b.constant(1))))),
       b.mul(ct, b.mul(y, b.select(b.binary('gt', p, zero()), b.log(p), zero()))),
-    ], POW_FNS),
+    ], (t) => (t === 'i32' ? IPOW : FPOW)),
   // Ties send the whole cotangent to the first operand.
   max: binary('max', (a, c) => `max(${a}, ${c})`, ([p, q], _, ct) => [b.select(ge(p, q), ct, zero()), b.select(ge(p, q), zero(), ct)]),
   min: binary('min', (a, c) => `min(${a}, ${c})`, ([p, q], _, ct) => [b.select(le(p, q), ct, zero()), b.select(le(p, q), zero(), ct)]),
@@ -414,8 +414,8 @@ function define(op: Kind, row: Row): OpDef {
     cpu: elementwiseCpu[op],
     wgsl(sig: KernelSig) {
       const loads = sig.inputs.map((inp, k) => `let x${k} = in${k}[${wgslElementIndex(inp.shape, sig.output.shape)}];`);
-      const expr = row.wgsl(sig.inputs.map((_, k) => `x${k}`), valueType(row, sig.inputs.map((i) => i.dtype)), sig.output.dtype);
-      return elementKernel(row.fns ?? '', loads, [expr]);
+      const t = valueType(row, sig.inputs.map((i) => i.dtype));
+      return elementKernel(row.fns?.(t) ?? '', loads, [row.wgsl(sig.inputs.map((_, k) => `x${k}`), t, sig.output.dtype)]);
     },
   };
 }

@@ -332,8 +332,9 @@ function wgslFused(sig: KernelSig) {
     }
     if (!l.row) return def(l.dims!.map((d) => (typeof d === 'number' ? `${d}.0` : `f32(M(SYM_${d}))`)).join(' * ') || '1.0');
     const row = elementwiseRows[l.op as keyof typeof elementwiseRows];
-    if (row.fns) fns.add(row.fns);
-    return def(row.wgsl(l.args.map(ref), valueType(row, l.args.map(typeOf)), l.dtype));
+    const t = valueType(row, l.args.map(typeOf));
+    if (row.fns) fns.add(row.fns(t));
+    return def(row.wgsl(l.args.map(ref), t, l.dtype));
   });
   // inputs read at the output coordinates (not only reduced), each indexed as cheaply as its shape
   // allows: by the output element (elementwise kernels) or by the coordinates (the others)

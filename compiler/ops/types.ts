@@ -41,6 +41,9 @@ export interface KernelSig {
   /** More outputs of the output's shape (a kernel that computes several nodes: codegen/merge.ts),
    *  bound as `out1`, `out2`, ... */
   writes?: { dtype: DType }[];
+  /** Per output (`out`, `out1`, ...): the input whose buffer it is written into (its binding then
+   *  reads the old value and writes the new one: an update in place, codegen/merge.ts), or -1. */
+  into?: number[];
   /** The program's symbolic dimensions, in the order their values follow in `meta`. */
   symbols: readonly string[];
 }
