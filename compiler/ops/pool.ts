@@ -16,7 +16,7 @@
 //
 // WGSL: one invocation per output element; the backward kernels run per INPUT element and visit
 // the windows that contain it (no atomics, no workgroup memory), in the same order as the CPU
-// scatter, so the sums agree; max_pool2d_backprop over windows that never overlap runs per window.
+// scatter, so the sums agree; max_pool2d_backprop over windows that never overlap runs per row.
 
 import { avgPool2d, avgPool2dBackprop, maxPool2dBackprop, maxPool2dGather } from '../ir/build.ts';
 import { ShapeError, shapeStr, type Attrs, type Dim, type Node, type Shape } from '../ir/node.ts';
@@ -215,34 +215,40 @@ const disjoint = (attrs: Attrs): boolean => {
 };
 
 /**
- * max_pool2d_backprop over disjoint windows, one invocation per WINDOW (of the dx-sized grid, the
- * rest return at once): it finds its argmax and writes its whole block of dx, the SH × SW cells
- * from the window's corner (to the image's edge for the last row and column of windows), dy at
- * the argmax and 0 elsewhere. Each window is read once, not once per cell: on SwiftShader this
- * ran LeNet-5's 28×28×6 pool gradient about 2× faster than the per-cell kernel.
+ * max_pool2d_backprop over disjoint windows, one invocation per channel of a row of dx: along the
+ * row, for each window it finds the argmax and writes that window's block of cells, the SW from
+ * its corner (from the row's start for the first, to its end for the last), dy at the argmax and
+ * 0 elsewhere (rows in no window get 0). Neighbouring invocations take neighbouring channels, so
+ * their loads and stores are neighbouring floats (SwiftShader runs four as the lanes of one SIMD
+ * access); and they are few: on SwiftShader even an invocation that returns at once costs time.
+ * One invocation per window over a dx-sized grid (three in four idle) ran LeNet-5's 28×28×6 pool
+ * gradient about 1.5× slower.
  */
-function perWindow(attrs: Attrs): KernelSource {
+function perWindow(sig: KernelSig): KernelSource {
   const code = `
-${wgslCommon(attrs)}
+${wgslCommon(sig.attrs)}
 ${WGSL_ARGMAX}
 ${MAIN} {
   let i = thread_id(gid, nwg);
-  let OH = M(IN1 + 1u); let OW = M(IN1 + 2u); let C = M(OUT + 3u);
+  let OH = i32(M(IN1 + 1u)); let OW = i32(M(IN1 + 2u)); let C = M(OUT + 3u);
   let H = i32(M(OUT + 1u)); let W = i32(M(OUT + 2u));
-  if (i >= M(IN1 + 0u) * OH * OW * C) { return; }
-  let c = i % C; let ow = i32(i / C % OW); let oh = i32(i / C / OW % OH); let bi = i / C / OW / OH;
-  let at = argmax_at(bi, oh, ow, c);
-  let dy = in1[i];
-  let h0 = max(oh * SH - PT, 0); let h1 = select(min((oh + 1) * SH - PT, H), H, oh + 1 == i32(OH));
-  let w0 = max(ow * SW - PL, 0); let w1 = select(min((ow + 1) * SW - PL, W), W, ow + 1 == i32(OW));
-  for (var ih = h0; ih < h1; ih++) {
-    for (var iw = w0; iw < w1; iw++) {
-      let j = ((bi * u32(H) + u32(ih)) * u32(W) + u32(iw)) * C + c;
+  if (i >= M(OUT + 0u) * u32(H) * C) { return; }
+  let c = i % C; let ih = i32(i / C % u32(H)); let bi = i / C / u32(H);
+  let oh = min((ih + PT) / SH, OH - 1);
+  let inside = ih + PT - oh * SH < KH;
+  let row = (bi * u32(H) + u32(ih)) * u32(W);
+  for (var ow = 0; ow < OW; ow++) {
+    let at = argmax_at(bi, oh, ow, c);
+    let dy = select(0.0, in1[((bi * u32(OH) + u32(oh)) * u32(OW) + u32(ow)) * C + c], inside);
+    let w1 = select(min((ow + 1) * SW - PL, W), W, ow + 1 == OW);
+    for (var iw = select(ow * SW - PL, 0, ow == 0); iw < w1; iw++) {
+      let j = (row + u32(iw)) * C + c;
       out[j] = select(0.0, dy, j == at);
     }
   }
 }`;
-  return { code, grid: { kind: 'elements' } };
+  // one tile per row: the row's width is static (the shape rule requires it)
+  return { code, grid: { kind: 'tiles', rows: sig.output.shape[2] as number, cols: 1 } };
 }
 
 // ---------------------------------------------------------------- the ops
@@ -330,7 +336,7 @@ export const poolOps = {
     // linear in dy, piecewise constant in x (no gradient)
     vjp: (node, ct) => [null, maxPool2dGather(node.inputs[0], ct, popts(node.attrs))],
     cpu: maxPool2dBackpropCpu,
-    wgsl: (sig: KernelSig) => (disjoint(sig.attrs) ? perWindow(sig.attrs) : perElement(sig.attrs, WGSL_ARGMAX, overWindows(1, 'if (argmax_at(c0, oh, ow, c3) == i) { acc += in1[o]; }'))),
+    wgsl: (sig: KernelSig) => (disjoint(sig.attrs) ? perWindow(sig) : perElement(sig.attrs, WGSL_ARGMAX, overWindows(1, 'if (argmax_at(c0, oh, ow, c3) == i) { acc += in1[o]; }'))),
   },
 
   max_pool2d_gather: {
