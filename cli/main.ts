@@ -320,7 +320,7 @@ program
   .command('compile')
   .argument('<file>', 'a .dlm model')
   .requiredOption('-o, --out <dir>', 'where to write the bundle')
-  .option('--dump <pass>', 'print each program\'s IR after this pass (lowered, fold, simplify, stability, fuse)')
+  .option('--dump <pass>', 'print each program\'s IR after this pass (lowered, fold, simplify, stability, split, fuse)')
   .option('--program <name>', 'with --dump: only this program (init, train, evaluate, predict, ...)')
   .option('--stats', 'print kernels, dispatches, buffer bytes and FLOPs of each program, and the size of model.js')
   .option('--checkpoint <file>', "ship these trained weights (from 'dlc train --save') as weights.bin, loaded by default")
@@ -341,7 +341,7 @@ program
   .argument('<file>', 'a .dlm model')
   .requiredOption('-o, --out <file>', 'the drawing: .svg (Graphviz) or .dot')
   .option('--program <name>', 'init, train, evaluate, predict, ...', 'train')
-  .option('--pass <pass>', 'draw the IR after this pass (lowered, fold, simplify, stability, fuse)', 'fuse')
+  .option('--pass <pass>', 'draw the IR after this pass (lowered, fold, simplify, stability, split, fuse)', 'fuse')
   .description('draw a program\'s graph, with its fused kernels')
   .action(async (file: string, o: { out: string; program: string; pass: string }) => {
     const r = compile(modelFile(file));

@@ -353,6 +353,7 @@ describe('the fused op', () => {
   const row5 = b.arg('input', 'row5', [5], 'f32');
   const col3 = b.arg('input', 'col3', ['B', 3, 1], 'f32');
   const mid5 = b.arg('input', 'mid5', ['B', 1, 5], 'f32');
+  const pix = b.arg('input', 'pix', ['B', 1, 1, 4], 'f32');
   const feeds = new Map<Node, Tensor>([
     [p, { data: Float32Array.from([0.5, -1.25, 2]), shape: [3, 1] }],
     [q, { data: Float32Array.from([1, -2, 0, 3.5]), shape: [4] }],
@@ -371,6 +372,7 @@ describe('the fused op', () => {
     [row5, { data: Float32Array.from([3, -1, 0.25, 2, -2]), shape: [5] }],
     [col3, { data: Float32Array.from({ length: 15 }, (_, k) => Math.cos(k)), shape: [5, 3, 1] }],
     [mid5, { data: Float32Array.from({ length: 25 }, (_, k) => Math.sin(k * 1.7)), shape: [5, 1, 5] }],
+    [pix, { data: Float32Array.from({ length: 20 }, (_, k) => Math.cos(k * 0.9)), shape: [5, 1, 1, 4] }],
   ]);
   // one operand of each indexing form over [B, 3, 5] (wgslElementIndex)
   const everyForm = [s, unit, row5, plane, col3, mid5].reduce(
@@ -389,6 +391,7 @@ describe('the fused op', () => {
     ['a mean over all axes', b.mean(b.exp(b.sin(rows)), [0, 1], true)],
     ['a max with a unit-reshaped producer', b.reduce('reduce_max', b.mul(b.reshape(b.sum(rows, [1]), ['B', 1]), rows), [0], true)],
     ['a column sum folded into its reader (a bias gradient into its update)', b.add(b.mul(q, s), b.sum(rows, [0], false))],
+    ['a batch sum of [B, 1, 1, 4] folded into a reader of [4], kept 1s past its rank (a conv bias gradient\'s second stage)', b.add(b.mul(q, s), b.reshape(b.sum(pix, [0], true), [4]))],
     ['a max over two axes folded, of i32', b.cast(b.mul(b.reduce('reduce_max', n, [0], false), b.constant(2, 'i32')), 'f32')],
     ['a one-hot from an index ramp (iota), in a reduction too', b.add(b.select(b.binary('eq', b.iota([3, 4], 1), b.constant(2, 'i32')), b.add(q, p), b.constant(0)), b.sum(b.cast(b.binary('lt', b.iota([3, 4], 0), b.iota([3, 4], 1)), 'f32'), [1], true))],
     // each way an operand is indexed (wgslElementIndex), over sizes that are not multiples of 4 (a

@@ -402,11 +402,12 @@ ${MAIN} {
 
 /** The output coordinate of kept axis `a` of a reduction line's input (of `rank`): the kept axes
  *  are the output's last ones, or, for an input of the output's shape (`row`: each element's thread
- *  reduces its row), each its own; `outer` is the outermost one read. */
+ *  reduces its row), each its own; below 0 for a leading kept 1 past the output's rank (its
+ *  coordinate is 0). `outer` is the outermost one read. */
 const keptCoord = (axes: readonly number[], rank: number, R: number, row: boolean): { at: (a: number) => number; outer: number } => {
   const kept = Array.from({ length: rank }, (_, a) => a).filter((a) => !axes.includes(a));
   const at = (a: number): number => (row ? a : R - kept.length + kept.indexOf(a));
-  return { at, outer: kept.length ? at(kept[0]) : R };
+  return { at, outer: kept.map(at).find((c) => c >= 0) ?? R };
 };
 
 /** A value of the program: `let v: t = e`, or a reduction line's statements. */
@@ -420,7 +421,7 @@ function reductionLine(l: Line, k: number, { rank, dtype }: { rank: number; dtyp
   const row = reduceRows[l.op as LineReduction];
   const axes = l.axes!;
   const d = (a: number) => `M(IN${K} + ${a}u)`;
-  const coord = (a: number) => (axes.includes(a) ? `u${a}` : `c${at(a)}`);
+  const coord = (a: number) => (axes.includes(a) ? `u${a}` : at(a) < 0 ? '0u' : `c${at(a)}`);
   let index = '0u';
   for (let a = 0; a < rank; a++) index = a ? `(${index}) * ${d(a)} + ${coord(a)}` : coord(a);
   return `var r${k}: ${wgslType[l.dtype]};

@@ -7,6 +7,7 @@
 //   fold       constant folding (passes/fold.ts)
 //   simplify   algebraic identities and broadcasts moved out of elementwise ops (passes/simplify.ts)
 //   stability  log-softmax, logsumexp, softmax with max subtraction (passes/stability.ts)
+//   split      reductions of many values into few results in two stages (passes/split.ts)
 //   fuse       elementwise fusion into `fused` kernels (passes/fuse.ts)
 //
 // Tests run the verifier (passes/verify.ts) after every pass; `dlc compile --dump PASS` prints a
@@ -16,6 +17,7 @@ import type { Graph } from '../ir/graph.ts';
 import { fold } from './fold.ts';
 import { simplify } from './simplify.ts';
 import { stability } from './stability.ts';
+import { split } from './split.ts';
 import { fuse } from './fuse.ts';
 import { verify as verifyGraph } from './verify.ts';
 
@@ -26,7 +28,7 @@ export interface Pass {
   run(g: Graph): Graph;
 }
 
-export const passes: readonly Pass[] = [fold, simplify, stability, simplify, fuse];
+export const passes: readonly Pass[] = [fold, simplify, stability, simplify, split, fuse];
 
 /** The name `--dump` takes for the graph as lowered, before any pass. */
 export const LOWERED = 'lowered';

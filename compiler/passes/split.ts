@@ -1,0 +1,48 @@
+// Work split for parallelism: a kernel runs one thread per result (or per tile of results), so a
+// reduction over many values into few results runs on a handful of threads while the rest of the
+// device idles. On SwiftShader a workgroup of 64 threads runs on one core, so a convolution's bias
+// gradient (6 sums of 64×28×28 values) ran on one core, one thread per channel. Such a reduction
+// runs in two stages here: first over all but its outermost reduced axis (one thread per image and
+// channel), then over that axis, a short reduction the fusion pass folds into its reader (the
+// optimizer update).
+//
+//   reduce(x, [a0, a1, ...])  →  reduce(reduce(x, [a1, ...]), [a0])     (sum, mean, max, min)
+//
+// Each is exact but for the order of a sum's additions (a mean's stages average equal counts).
+
+import * as b from '../ir/build.ts';
+import { staticSize, type Node } from '../ir/node.ts';
+import type { ReduceKind } from '../ops/registry.ts';
+import { rewriteGraph, rule } from './rewrite.ts';
+import type { Pass } from './pipeline.ts';
+
+const REDUCE = new Set(['sum', 'mean', 'reduce_max', 'reduce_min']);
+/** At most this many results: fewer threads than a few workgroups' worth. */
+const FEW = 1024;
+/** At least this many values per result (a symbolic outermost axis, the batch, counted as BATCH)
+ *  before splitting: below, one thread sums them about as fast as two kernels do. */
+const MANY = 4096;
+const BATCH = 64;
+
+/** A reduction (dims kept, as simplification leaves them) over two or more axes, the inner ones
+ *  static, of at least MANY values per result into at most FEW results. */
+function worthSplitting(n: Node): boolean {
+  if (!REDUCE.has(n.op) || n.attrs.keepdims !== true) return false;
+  const [a0, ...inner] = n.attrs.axes as number[];
+  const x = n.inputs[0];
+  const count = staticSize(inner.map((a) => x.shape[a]));
+  const outer = typeof x.shape[a0] === 'number' ? (x.shape[a0] as number) : BATCH;
+  return inner.length > 0 && count !== undefined && count * outer >= MANY && (staticSize(n.shape) ?? Infinity) <= FEW;
+}
+
+export const split: Pass = {
+  name: 'split',
+  description: 'reductions of many values into few results in two stages, for threads to share the work',
+  run: (g) =>
+    rewriteGraph(g, [
+      rule('split-reduction', worthSplitting, (n) => {
+        const [a0, ...inner] = n.attrs.axes as number[];
+        return b.reduce(n.op as ReduceKind, b.reduce(n.op as ReduceKind, n.inputs[0], inner, true), [a0], true);
+      }),
+    ]),
+};
