@@ -134,24 +134,19 @@ function product(h: Heap, e: Exports, m: number, n: number, k: number, packA: (d
 
 /**
  * conv2d, y [M = B·OH·OW, F] = P [M, K]·w [K, F] with P the patch matrix, and its filter gradient
- * (`transposed`), dw [K, F] = Pᵀ·dy: one gemm whose A operand im2col writes already packed.
+ * (`transposed`), dw [K, F] = Pᵀ·dy: one gemm whose A operand im2col writes already packed. x, q
+ * (w or dy) and c (y or dw) are addresses; xs, ws, ys the shapes of x, w and y.
  */
-function patches(transposed: boolean): WasmKernel {
-  return {
-    ok: ungrouped,
-    run(h, e, [x, q], [xs, qs], out, os, attrs) {
-      const [ws, ys] = transposed ? [os, qs] : [qs, os];
-      const M = numel(ys.slice(0, 3)), K = numel(ws.slice(0, 3)), F = ws[3];
-      const [rows, depth] = transposed ? [K, M] : [M, K];
-      const ap = h.alloc(up(rows, MR) * depth), bp = h.alloc(up(F, NR) * depth);
-      zeroTail(h, ap, rows, depth);
-      (transposed ? e.im2col_t : e.im2col)(x.off, ap.off, ...convGeom(xs, ws, ys, attrs));
-      e.pack8(q.off, bp.off, F, depth, 1, F);
-      e.gemm(ap.off, bp.off, out.off, rows, F, depth, F, TILE);
-      h.release(ap);
-      h.release(bp);
-    },
-  };
+function patches(h: Heap, e: Exports, transposed: boolean, x: number, q: number, c: number, xs: number[], ws: number[], ys: number[], attrs: Attrs): void {
+  const M = numel(ys.slice(0, 3)), K = numel(ws.slice(0, 3)), F = ws[3];
+  const [rows, depth] = transposed ? [K, M] : [M, K];
+  const ap = h.alloc(up(rows, MR) * depth), bp = h.alloc(up(F, NR) * depth);
+  zeroTail(h, ap, rows, depth);
+  (transposed ? e.im2col_t : e.im2col)(x, ap.off, ...convGeom(xs, ws, ys, attrs));
+  e.pack8(q, bp.off, F, depth, 1, F);
+  e.gemm(ap.off, bp.off, c, rows, F, depth, F, TILE);
+  h.release(ap);
+  h.release(bp);
 }
 
 /** A fused program's export and its row length: a letter per input, u (one value), f (the
@@ -200,8 +195,24 @@ export const fused: WasmKernel = {
   },
 };
 
-export const conv2d = /* @__PURE__ */ patches(false);
-export const conv2d_backprop_filter = /* @__PURE__ */ patches(true);
+export const conv2d: WasmKernel = {
+  ok: ungrouped,
+  run: (h, e, [x, w], [xs, ws], y, ys, attrs) => patches(h, e, false, x.off, w.off, y.off, xs, ws, ys, attrs),
+};
+// split over the batch (attribute splits, compiler/ops/conv.ts): one product per chunk of images
+// into its slice of dw [S, KH, KW, Cg, F]; an empty chunk's slice is zeros
+export const conv2d_backprop_filter: WasmKernel = {
+  ok: ungrouped,
+  run(h, e, [x, dy], [xs, ds], dw, os, attrs) {
+    const ws = os.slice(-4), S = os.length > 4 ? os[0] : 1, part = numel(ws);
+    const [B, H, W, C] = xs, [, OH, OW, F] = ds;
+    for (let s = 0; s < S; s++) {
+      const b0 = Math.floor((s * B) / S), nb = Math.floor(((s + 1) * B) / S) - b0;
+      if (nb === 0) (h.view(dw) as Float32Array).fill(0, s * part, (s + 1) * part);
+      else patches(h, e, true, x.off + 4 * b0 * H * W * C, dy.off + 4 * b0 * OH * OW * F, dw.off + 4 * s * part, [nb, H, W, C], ws, [nb, OH, OW, F], attrs);
+    }
+  },
+};
 // dP [M, K] = dy [M, F]·wᵀ, then col2im adds each patch entry back to its pixel
 export const conv2d_backprop_input: WasmKernel = {
   ok: ungrouped,

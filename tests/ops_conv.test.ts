@@ -13,6 +13,7 @@ import { topo } from '../compiler/ir/graph.ts';
 import { vjp } from '../compiler/autodiff/vjp.ts';
 import { convOutSize, convPadding, type ConvOpts } from '../compiler/ops/conv.ts';
 import { numel } from '../runtime/shapes.ts';
+import type { Tensor } from '../compiler/ops/types.ts';
 import { arbTensor, evalCpu, evalWebGPU, expectClose, gpuDevice, gradcheck, input, randomTensor, t } from './support/harness.ts';
 
 const gpu = await gpuDevice();
@@ -117,6 +118,53 @@ describe('conv2d gradients (float64, centered differences)', () => {
     const second = vjp(b.add(b.sum(b.mul(gx, gx)), b.sum(b.mul(gw, gw))), b.constant(1), [x, w]);
     const ops = new Set(topo(second).map((n) => n.op));
     expect(ops.has('conv2d') && ops.has('conv2d_backprop_input') && ops.has('conv2d_backprop_filter')).toBe(true);
+  });
+});
+
+/** The images of chunk s of a batch of B split S ways (compiler/ops/conv.ts). */
+const chunk = (s: number, B: number, S: number): [number, number] => [Math.floor((s * B) / S), Math.floor(((s + 1) * B) / S)];
+/** Images b0 .. b1 of a batch tensor. */
+const images = (x: Tensor, b0: number, b1: number): Tensor => {
+  const per = numel(x.shape.slice(1));
+  return { data: x.data.slice(b0 * per, b1 * per), shape: [b1 - b0, ...x.shape.slice(1)] };
+};
+
+describe('conv2d_backprop_filter split over the batch (splits, float64)', () => {
+  it('entry s is the filter gradient of chunk s, zeros when empty; the entries sum to dw', () => {
+    // random geometries with batches 1–7 against 2–6 splits: uneven chunks, and B < S
+    const arb = fc.tuple(arbGeometry, fc.integer({ min: 1, max: 7 }), fc.integer({ min: 2, max: 6 }), fc.integer({ min: 1, max: 2 ** 30 }));
+    fc.assert(
+      fc.property(arb, ([g0, B, S, seed]) => {
+        const g = geometry([B, ...g0.x.slice(1)], g0.w.slice(0, 2), g0.w[3], g0.opts);
+        const [x, dy] = [input('sx', g.x), input('sdy', g.y)];
+        const [xv, dyv] = [randomTensor(g.x, seed), randomTensor(g.y, seed + 1)];
+        const k = g.w.slice(0, 2);
+        const split = b.conv2dBackpropFilter(x, dy, g.opts, k, S);
+        expect(split.shape).toEqual([S, ...g.w]);
+        const [got, whole, summed] = evalCpu([split, b.conv2dBackpropFilter(x, dy, g.opts, k), b.sum(split, [0])], new Map([[x, xv], [dy, dyv]]), 'f64');
+        expectClose(summed, whole, { rtol: 1e-12, atol: 1e-12 });
+        const part = numel(g.w);
+        for (let s = 0; s < S; s++) {
+          const [b0, b1] = chunk(s, B, S);
+          const entry = { data: got.data.slice(s * part, (s + 1) * part), shape: g.w };
+          if (b0 === b1) expect([...entry.data].every((v) => v === 0)).toBe(true);
+          else {
+            const [cx, cdy] = [input('cx', [b1 - b0, ...g.x.slice(1)]), input('cdy', [b1 - b0, ...g.y.slice(1)])];
+            const [want] = evalCpu([b.conv2dBackpropFilter(cx, cdy, g.opts, k)], new Map([[cx, images(xv, b0, b1)], [cdy, images(dyv, b0, b1)]]), 'f64');
+            expectClose(entry, want, { rtol: 1e-12, atol: 1e-12 });
+          }
+        }
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  it('splits 1 is the unsplit node; bad splits are shape errors; the split form has no VJP', () => {
+    const [x, dy] = [input('px', ['B', 6, 6, 2]), input('pdy', ['B', 4, 4, 3])];
+    expect(b.conv2dBackpropFilter(x, dy, {}, [3, 3], 1)).toBe(b.conv2dBackpropFilter(x, dy, {}, [3, 3]));
+    expect(b.conv2dBackpropFilter(x, dy, {}, [3, 3], 4).shape).toEqual([4, 3, 3, 2, 3]);
+    for (const bad of [0, -2, 1.5]) expect(() => b.conv2dBackpropFilter(x, dy, {}, [3, 3], bad)).toThrow(/splits must be a positive integer/);
+    expect(() => vjp(b.sum(b.conv2dBackpropFilter(x, dy, {}, [3, 3], 4)), b.constant(1), [x])).toThrow(/splits > 1 has no VJP/);
   });
 });
 
@@ -281,6 +329,37 @@ describe.skipIf(!gpu)('conv2d WGSL matches the float32 CPU kernels', () => {
       const [x, w, dy] = [input(`rx${k}`, g.x), input(`rw${k}`, g.w), input(`rdy${k}`, g.y)];
       const outs = [b.conv2d(x, w, g.opts), b.conv2dBackpropInput(dy, w, g.opts, g.x.slice(1, 3)), b.conv2dBackpropFilter(x, dy, g.opts, g.w.slice(0, 2))];
       const feeds = new Map([[x, randomTensor(g.x, 4 + k)], [w, randomTensor(g.w, 5 + k)], [dy, randomTensor(g.y, 6 + k)]]);
+      const want = evalCpu(outs, feeds, 'f32');
+      (await evalWebGPU(outs, feeds)).forEach((r, i) => expectClose(r, want[i], { rtol: 1e-5, atol: 1e-5 }));
+    }
+  });
+
+  // [image, kernel, F, attributes, splits]: uneven chunks, B < S (empty chunks), groups
+  const splitCases: [number[], number[], number, ConvOpts, number][] = [
+    [[7, 6, 5, 3], [3, 2], 5, { strides: [2, 1], padding: [1, 0, 2, 1] }, 2],
+    [[8, 9, 9, 4], [3, 2], 6, { dilations: [2, 2], padding: [2, 2, 1, 1], groups: 2 }, 3],
+    [[3, 5, 8, 6], [1, 3], 9, { strides: [1, 3], groups: 3 }, 5],
+    [[11, 5, 19, 11], [2, 3], 13, { padding: [1, 0, 1, 1] }, 5],
+    [[13, 12, 12, 1], [5, 5], 6, { padding: [2, 2, 2, 2] }, 3], // LeNet-5's first layer's shape
+  ];
+  for (const [xs, k, F, o, S] of splitCases) {
+    it(`backprop_filter of [${xs}] split ${S} ways ${JSON.stringify(o)}`, async () => {
+      const g = geometry(xs, k, F, o);
+      const [x, dy] = [input('x', g.x), input('dy', g.y)];
+      const outs = [b.conv2dBackpropFilter(x, dy, g.opts, k, S)];
+      const feeds = new Map([[x, randomTensor(g.x, 1)], [dy, randomTensor(g.y, 2)]]);
+      const [got] = await evalWebGPU(outs, feeds);
+      expect(got.shape).toEqual([S, ...g.w]);
+      expectClose(got, evalCpu(outs, feeds, 'f32')[0], { rtol: 1e-5, atol: 1e-5 });
+    });
+  }
+
+  it('backprop_filter split over a symbolic batch, bound to sizes above and below the splits', async () => {
+    const o: ConvOpts = { strides: [1, 2], padding: [1, 1, 0, 1] };
+    const [x, dy] = [input('sx', ['B', 7, 8, 3]), input('sdy', ['B', 7, 4, 5])];
+    const outs = [b.conv2dBackpropFilter(x, dy, o, [3, 3], 4), b.conv2dBackpropFilter(x, dy, o, [3, 3])];
+    for (const B of [2, 9]) {
+      const feeds = new Map([[x, randomTensor([B, 7, 8, 3], B)], [dy, randomTensor([B, 7, 4, 5], B + 1)]]);
       const want = evalCpu(outs, feeds, 'f32');
       (await evalWebGPU(outs, feeds)).forEach((r, i) => expectClose(r, want[i], { rtol: 1e-5, atol: 1e-5 }));
     }

@@ -114,6 +114,24 @@ describe('wasm conv2d and its backward forms', () => {
   });
 });
 
+describe('wasm conv2d_backprop_filter split over the batch', () => {
+  it('matches the JS kernel: uneven chunks, more splits than images, LeNet-5 sizes', async () => {
+    // [image, filter, padding, strides, splits]
+    const cases: [number[], number[], number, number, number][] = [
+      [[7, 6, 5, 3], [3, 2, 3, 5], 1, 2, 3],
+      [[2, 5, 7, 2], [2, 3, 2, 4], 0, 1, 5],
+      [[9, 28, 28, 1], [5, 5, 1, 6], 2, 1, 4],
+      [[10, 14, 14, 6], [5, 5, 6, 16], 0, 1, 8],
+    ];
+    for (const [xs, ws, pad, st, S] of cases) {
+      const o: ConvOpts = { padding: [pad, pad, pad, pad], strides: [st, st] };
+      const ys = [xs[0], convOutSize(xs[1], ws[0], st, 1, pad, pad), convOutSize(xs[2], ws[1], st, 1, pad, pad), ws[3]];
+      const [x, dy] = [input('x', xs), input('dy', ys)];
+      await agree([b.conv2dBackpropFilter(x, dy, o, ws.slice(0, 2), S)], [x, dy], [xs, ys], S);
+    }
+  });
+});
+
 describe('wasm fused elementwise programs', () => {
   /** A random program over `k` inputs (u: one value, f: the output's size [rows, n], c: a row [n]),
    *  each line one of the ops the wasm kernels have; exp and pow on single values only (they run

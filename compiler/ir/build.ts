@@ -82,9 +82,10 @@ export const conv2d = (x: Node, w: Node, o: ConvOpts = {}): Node => make('conv2d
 /** The gradient of conv2d in its image, whose height and width are `inputSize`. */
 export const conv2dBackpropInput = (dy: Node, w: Node, o: ConvOpts, inputSize: readonly number[]): Node =>
   make('conv2d_backprop_input', [dy, w], { ...convAttrs(o), inputSize: [...inputSize] });
-/** The gradient of conv2d in its filter, whose height and width are `filterSize`. */
-export const conv2dBackpropFilter = (x: Node, dy: Node, o: ConvOpts, filterSize: readonly number[]): Node =>
-  make('conv2d_backprop_filter', [x, dy], { ...convAttrs(o), filterSize: [...filterSize] });
+/** The gradient of conv2d in its filter, whose height and width are `filterSize`; with `splits`
+ *  S > 1, one per chunk of the batch, [S, KH, KW, C/groups, F] (passes/split.ts). */
+export const conv2dBackpropFilter = (x: Node, dy: Node, o: ConvOpts, filterSize: readonly number[], splits = 1): Node =>
+  make('conv2d_backprop_filter', [x, dy], { ...convAttrs(o), filterSize: [...filterSize], ...(splits !== 1 && { splits }) });
 
 /** NHWC pooling [B, H, W, C] → [B, OH, OW, C] and its gradients (ops/pool.ts). */
 export const maxPool2d = (x: Node, o: PoolOpts): Node => make('max_pool2d', [x], poolAttrs(o));

@@ -6,6 +6,13 @@
 // (g = f / (F/G), the group of f; cells outside the image read 0). Attributes: strides [sh, sw],
 // padding [top, bottom, left, right], dilations [dh, dw], groups G.
 //
+// conv2d_backprop_filter's optional attribute `splits` S > 1 splits the sum over the batch
+// ("split-K"): dw is then [S, KH, KW, C/G, F], entry s the filter gradient over the images
+// ⌊s·B/S⌋ ≤ b < ⌊(s+1)·B/S⌋ (contiguous chunks whose sizes differ by at most one; empty, so
+// zeros, when B < S), and its sum over axis 0 the ordinary dw. Its output is tiny while the sum
+// is long (LeNet-5: 25 to 50 invocations, each over 64·28·28 terms), so a kernel of S times the
+// invocations spreads it over the cores; the split form is made after autodiff (passes/split.ts).
+//
 // The three are the partial derivatives of one trilinear form T(x, w, dy) = ⟨conv2d(x, w), dy⟩:
 // conv2d = ∂T/∂dy, backprop_input = ∂T/∂x, backprop_filter = ∂T/∂w. So each one's VJP is another
 // of the three with its arguments permuted, and gradients of any order stay inside the family.
@@ -104,6 +111,11 @@ function convShape(op: string, a: ConvAttrs, x: Shape, k: readonly number[], dy?
   if (dy && !(dy.length === 4 && dy.every((d, i) => d === y[i]))) throw new ShapeError(`${what()}: the output gradient is ${shapeStr(dy)}, expected ${shapeStr(y)}`);
   return y;
 }
+
+/** conv2d_backprop_filter's number of batch chunks (1: not split). */
+export const splitsOf = (attrs: Attrs): number => (attrs.splits as number | undefined) ?? 1;
+/** The chunk of image b: the s with ⌊s·B/S⌋ ≤ b < ⌊(s+1)·B/S⌋. */
+const chunkOf = (b: number, B: number, S: number): number => Math.floor(((b + 1) * S - 1) / B);
 
 const size2 = (op: string, v: unknown, what: string): [number, number] => {
   if (!isInts(v, 2, 1)) throw new ShapeError(`${op}: ${what} must be two positive integers, got ${JSON.stringify(v)}`);
@@ -338,8 +350,11 @@ function wgslBackpropFilter(sig: KernelSig): KernelSource {
   const a = sig.attrs as unknown as ConvAttrs;
   const grouped = a.groups > 1;
   // dw[kh, kw, c', f] = Σ_{b, oh, ow} x[b, ih, iw, g(f)·Cg + c'] · dy[b, oh, ow, f]. The tile is
-  // PIX filter channels c' (x0 ..) × CH outputs f (c0 ..) of one tap (kh, kw) = p; a tile with one
-  // channel left (every tile when Cg = 1, the first layer) reads that channel alone.
+  // PIX filter channels c' (x0 ..) × CH outputs f (c0 ..) of one tap (kh, kw) of one chunk of the
+  // batch, p = (s·KH + kh)·KW + kw: the chunk varies slowest, so neighbouring invocations keep
+  // reading neighbouring pixels and the same dy; a tile with one channel left (every tile when
+  // Cg = 1, the first layer) reads that channel alone.
+  const split = splitsOf(sig.attrs) > 1, o = split ? 1 : 0;
   const xc = (r: string, v: number) => (grouped ? `q${v} / (NC / G) * CG + vec4<u32>(${r})` : r);
   const step = (r: number | null, c: string) =>
     QS.map((v) =>
@@ -349,7 +364,7 @@ function wgslBackpropFilter(sig: KernelSig): KernelSource {
     ).join(' ');
   const read = (r: number | null, c: string) => (grouped ? '' : `let x${r ?? ''} = in0[xb + ${c}]; `);
   /** The loops over (b, oh, ow) around `body`, which reads x at row offset xb and dy as d0, d1. */
-  const loops = (body: string) => `for (var bi = 0u; bi < B; bi++) {
+  const loops = (body: string) => `for (var bi = b0; bi < b1; bi++) {
       for (var oh = rh.x; oh < rh.y; oh++) {
         let xrow = (bi * u32(H) + u32(i32(oh) * SH - PT + kh * DH)) * u32(W);
         let drow = (bi * OH + oh) * OW;
@@ -366,9 +381,10 @@ ${MAIN} {
   let i = thread_id(gid, nwg);
   let B = M(IN0 + 0u); let H = i32(M(IN0 + 1u)); let W = i32(M(IN0 + 2u)); let C = M(IN0 + 3u);
   let OH = M(IN1 + 1u); let OW = M(IN1 + 2u);
-  let KH = M(OUT + 0u); let KW = M(OUT + 1u); let CG = M(OUT + 2u); let NC = M(OUT + 3u);
-  ${tileHead('CG', 'KH * KW')}
-  let kw = i32(p % KW); let kh = i32(p / KW);
+  let KH = M(OUT + ${o}u); let KW = M(OUT + ${o + 1}u); let CG = M(OUT + ${o + 2}u); let NC = M(OUT + ${o + 3}u);
+  ${tileHead('CG', split ? 'M(OUT) * KH * KW' : 'KH * KW')}
+  let kw = i32(p % KW); let kh = i32(p / KW % KH);
+  ${split ? 'let S = M(OUT); let s = p / (KH * KW); let b0 = s * B / S; let b1 = (s + 1u) * B / S;' : 'let b0 = 0u; let b1 = B;'}
   ${QS.map(QUAD).join(' ')}
   let rh = tap_range(kh * DH - PT, SH, H, i32(OH));
   let rw = tap_range(kw * DW - PL, SW, W, i32(OW));
@@ -434,15 +450,16 @@ export const conv2dBackpropInputCpu: CpuKernel = ([dy, w], attrs, out, ctx) => {
 };
 
 export const conv2dBackpropFilterCpu: CpuKernel = ([x, dy], attrs, out, ctx) => {
-  const g = geom(x.shape, out.shape, dy.shape, attrs);
+  const k = out.shape.slice(-4), S = splitsOf(attrs), part = k.reduce((p, d) => p * d, 1);
+  const g = geom(x.shape, k, dy.shape, attrs);
   const { B, H, W, C, OH, OW, Cg, Fg, G, F } = g;
   const { start, xo, wo } = tapTable(g);
   const X = x.data, D = dy.data;
-  const res = new ctx.float(out.shape.reduce((p, d) => p * d, 1));
+  const res = new ctx.float(S * part);
   for (let b = 0, ob = 0; b < B; b++)
-    for (let p = 0; p < OH * OW; p++, ob += F)
+    for (let p = 0, s = chunkOf(b, B, S) * part; p < OH * OW; p++, ob += F)
       for (let t = start[p]; t < start[p + 1]; t++) {
-        const xb = b * H * W * C + xo[t], wb = wo[t];
+        const xb = b * H * W * C + xo[t], wb = s + wo[t];
         for (let gi = 0; gi < G; gi++)
           for (let c = 0; c < Cg; c++) {
             const xv = X[xb + gi * Cg + c];
@@ -502,12 +519,16 @@ export const convOps = {
       const [KH, KW] = size2(op, attrs.filterSize, 'filterSize');
       rank4(op, 'the image', x, 1);
       rank4(op, 'the output gradient', dy, 1);
+      const S = splitsOf(attrs);
+      if (!Number.isInteger(S) || S < 1) throw new ShapeError(`${op}: splits must be a positive integer, got ${JSON.stringify(attrs.splits)}`);
       const k = [KH, KW, (x.shape[3] as number) / a.groups, dy.shape[3] as number];
       convShape(op, a, x.shape, k, dy.shape);
-      return { shape: k, dtype: 'f32' };
+      return { shape: S > 1 ? [S, ...k] : k, dtype: 'f32' };
     },
     // ⟨bf(x, dy), ct⟩ = T(x, ct, dy): linear in x (backprop_input) and in dy (conv2d)
     vjp(node, ct) {
+      // the split form is made after autodiff, so nothing differentiates it
+      if (splitsOf(node.attrs) > 1) throw new Error('conv2d_backprop_filter with splits > 1 has no VJP (it is made after autodiff)');
       const [x, dy] = node.inputs;
       const o = opts(node.attrs);
       return [conv2dBackpropInput(dy, ct, o, imageSize(x)), conv2d(x, ct, o)];
