@@ -79,8 +79,9 @@ function flops(p: ProgramJSON, i: number, shapes: number[][]): number {
     return 2 * out * w[0] * w[1] * (n.op === 'conv2d' ? w[2] : w[3] / (shapes[i][3] / w[2]));
   }
   if (n.op === 'conv2d_backprop_filter') {
+    // (split over chunks of the batch, [S, KH, KW, Cg, F]: each image's terms once)
     const dy = shapes[n.inputs[1]];
-    return 2 * out * dy[0] * dy[1] * dy[2];
+    return 2 * numel(shapes[i].slice(-4)) * dy[0] * dy[1] * dy[2];
   }
   return out;
 }

@@ -147,6 +147,20 @@ describe('work split', () => {
     }
   });
 
+  it('computes a small filter gradient per chunk of the batch, then sums the chunks', () => {
+    const dy = b.arg('input', 'dy', ['B', 24, 24, 4], 'f32');
+    const dw = b.conv2dBackpropFilter(img, dy, {}, [5, 5]);
+    const [opt] = after(split, dw);
+    const parts = opt.inputs[0].inputs[0];
+    expect([opt.op, opt.inputs[0].op, parts.op, parts.attrs.splits, parts.shape]).toEqual(['reshape', 'sum', 'conv2d_backprop_filter', 16, [16, 5, 5, 6, 4]]);
+    const more = new Map([...feeds, [dy, { data: Float64Array.from({ length: 3 * 24 * 24 * 4 }, (_, k) => Math.cos(k * 0.11)), shape: [3, 24, 24, 4] }]]);
+    expectClose(evalCpu([opt], more, 'f64')[0], evalCpu([dw], more, 'f64')[0], { rtol: 1e-12, atol: 1e-12 });
+    // a large filter has threads enough
+    const big = b.arg('input', 'big', ['B', 8, 8, 64], 'f32');
+    const dwBig = b.conv2dBackpropFilter(big, b.arg('input', 'dyBig', ['B', 6, 6, 64], 'f32'), {}, [3, 3]);
+    expect(after(split, dwBig)).toEqual([dwBig]);
+  });
+
   it('leaves reductions with many results, over one axis, or of few values alone', () => {
     const small = b.arg('input', 'small', [5, 5, 6, 16], 'f32');
     for (const y of [b.sum(img, [1, 2], true), b.sum(img, [0], true), b.sum(small, [0, 1, 2, 3], true)]) expect(after(split, y)).toEqual([y]);

@@ -64,8 +64,8 @@ function nodeFlops(op: string, attrs: Record<string, unknown>, out: number[], in
       const w = ins[1];
       return 2 * numel(op === 'conv2d' ? out : ins[0]) * w[0] * w[1] * w[2];
     }
-    case 'conv2d_backprop_filter':
-      return 2 * numel(ins[1]) * out[0] * out[1] * out[2];
+    case 'conv2d_backprop_filter': // (per chunk of the batch: [S, KH, KW, Cg, F])
+      return 2 * numel(ins[1]) * numel(out.slice(-4, -1));
     case 'max_pool2d':
     case 'avg_pool2d':
     case 'max_pool2d_backprop':
