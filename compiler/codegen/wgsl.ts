@@ -8,7 +8,8 @@
 //   M(OUT + k)              output dim k
 //   M(IN0 + k), M(IN1 + k)  dims of input 0, 1, ...
 //   M(SYM_<name>)           value of a symbolic dimension
-// and last, if the kernel reads any, `hypers`. Threads are numbered by `thread_id(gid, nwg)`; a
+// (the module has the numbers in place of those names: `resolve`) and last, if the kernel reads
+// any, `hypers`. Threads are numbered by `thread_id(gid, nwg)`; a
 // kernel returns early past its grid.
 //
 // Two kernels side by side in one dispatch (`besideModule`) each read their own stretch of one
@@ -35,8 +36,8 @@ export function kernelModule(sig: KernelSig, src: KernelSource): string {
     if (inp.hyper === undefined) lines.push(`@group(0) @binding(${binding++}) var<storage, ${into.includes(i) ? 'read_write' : 'read'}> in${i}: array<${wgslType[inp.dtype]}>;`);
   });
   [sig.output, ...(sig.writes ?? [])].forEach((o, k) => (into[k] ?? -1) < 0 && lines.push(`@group(0) @binding(${binding++}) var<storage, read_write> out${k || ''}: array<${wgslType[o.dtype]}>;`));
-  lines.push(...uniforms(binding, metaLength(sig), [sig]), ...offsets(sig, ''), ...threads);
-  return text([...lines, inPlace(src.code, into)]);
+  lines.push(...uniforms(binding, metaLength(sig), [sig]), ...threads);
+  return text([...lines, resolve(inPlace(src.code, into), sig)]);
 }
 
 /** `code` with each identifier `id` replaced by `name(id)`. */
@@ -59,18 +60,17 @@ function uniforms(binding: number, words: number, sigs: readonly KernelSig[]): s
   return lines;
 }
 
-/** Where in its `meta` words a kernel finds the dims (after its element count), as constants named
- *  with `prefix`. */
-function offsets(sig: KernelSig, prefix: string): string[] {
-  let offset = 1;
-  const lines = [`const ${prefix}OUT: u32 = ${offset}u;`];
-  offset += sig.output.rank;
+/** `code` with the names of its `meta` words (`OUT + 1u`, `IN0`, `SYM_B`: where the dims of the
+ *  output, of input 0 and the value of symbol B are, after the element count) as their numbers. */
+function resolve(code: string, sig: KernelSig): string {
+  const at = new Map<string, number>([['OUT', 1]]);
+  let offset = 1 + sig.output.rank;
   sig.inputs.forEach((inp, i) => {
-    lines.push(`const ${prefix}IN${i}: u32 = ${offset}u;`);
+    at.set(`IN${i}`, offset);
     offset += inp.rank;
   });
-  for (const s of sig.symbols) lines.push(`const ${prefix}SYM_${s}: u32 = ${offset++}u;`);
-  return lines;
+  for (const s of sig.symbols) at.set(`SYM_${s}`, offset++);
+  return code.replace(/\b(OUT|IN\d+|SYM_\w+)\b(?:\s*\+\s*(\d+)u\b)?/g, (m, name: string, k?: string) => (at.has(name) ? `${at.get(name)! + Number(k ?? 0)}u` : m));
 }
 
 const threads = [`const WG: u32 = ${WORKGROUP}u;`, `fn thread_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 { return gid.x + gid.y * nwg.x * WG; }`];
@@ -111,14 +111,14 @@ export function besideModule([first, second]: readonly [BesidePart, BesidePart],
   first.outs.forEach((b, k) => into[k] < 0 && (names[b] = `out${k || ''}`));
   const lines = binds.map((b, i) => `@group(0) @binding(${i}) var<storage, ${b.write ? 'read_write' : 'read'}> ${names[i]}: array<${wgslType[b.dtype]}>;`);
   const [len0, len1] = [metaLength(first.sig), metaLength(second.sig)];
-  lines.push(...uniforms(binds.length, len0 + len1 + 1, [first.sig, second.sig]), ...offsets(first.sig, ''), ...threads);
+  lines.push(...uniforms(binds.length, len0 + len1 + 1, [first.sig, second.sig]), ...threads);
   const entry = (code: string, name: string) => code.replace(MAIN, `fn ${name}(gid: vec3<u32>, nwg: vec3<u32>)`);
-  let code = entry(second.src.code, 'main');
+  let code = resolve(entry(second.src.code, 'main'), second.sig);
   const own = new Set([...code.matchAll(/\b(?:fn|const|var<private>)\s+(\w+)/g)].map((m) => m[1]));
   const name = (id: string): string => {
     const m = /^(?:in(\d+)|out(\d*))$/.exec(id);
     if (m) return names[m[1] ? second.ins[Number(m[1])] : second.outs[Number(m[2] || 0)]];
-    return own.has(id) || id === 'M' || /^(OUT|IN\d+|SYM_\w+)$/.test(id) ? `_${id}` : id;
+    return own.has(id) || id === 'M' ? `_${id}` : id;
   };
   // a helper function both declare alike (fpow, bits_f32) that uses nothing of its kernel's but
   // such helpers is declared once
@@ -129,8 +129,7 @@ export function besideModule([first, second]: readonly [BesidePart, BesidePart],
     else own.add(fn);
   }
   lines.push(
-    inPlace(entry(first.src.code, 'main0'), into),
-    ...offsets(second.sig, '_'),
+    resolve(inPlace(entry(first.src.code, 'main0'), into), first.sig),
     `fn _M(i: u32) -> u32 { return M(${len0}u + i); }`,
     rename(code, name),
     `${MAIN} {`,
