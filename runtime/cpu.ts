@@ -63,7 +63,7 @@ export function runCpu(
     else if (!kernel) throw new Error(`no CPU kernel for op '${n.op}'`);
     else {
       const inputs = n.inputs.map((j) => ({ data: values[j]!, shape: shapes[j] }));
-      const out = kernel(inputs, n.attrs, { shape, dtype: n.dtype }, { float, syms });
+      const out = kernel(inputs, n.attrs, { shape, dtype: n.dtype }, { float, syms, kernels });
       if (out.length !== numel(shape)) throw new Error(`op '${n.op}' (node ${i}) gave ${out.length} values for shape [${shape}]`);
       values[i] = out;
     }

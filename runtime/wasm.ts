@@ -100,8 +100,10 @@ class Heap {
 export interface WasmKernel {
   /** Whether this node is covered (else the JavaScript kernel runs). */
   ok?(attrs: Attrs, shapes: number[][], shape: number[], e: Exports): boolean;
-  run(h: Heap, e: Exports, ins: Block[], shapes: number[][], out: Block, shape: number[], attrs: Attrs): void;
+  /** `drivers`: the executor's, by op. */
+  run(h: Heap, e: Exports, ins: Block[], shapes: number[][], out: Block, shape: number[], attrs: Attrs, drivers: Drivers): void;
 }
+type Drivers = Readonly<Record<string, WasmKernel>>;
 
 const up = (n: number, q: number) => Math.ceil(n / q) * q;
 
@@ -181,12 +183,14 @@ export const matmul: WasmKernel = {
 };
 
 export const fused: WasmKernel = {
-  // a matmul's epilogue (ops/fused.ts): the product into a scratch block, then the program over it
-  ok: (attrs, shapes, shape, e) => !!fusedFn(e, attrs, attrs.matmul ? [shape, ...shapes.slice(2)] : shapes, shape),
-  run(h, e, ins, shapes, out, shape, attrs) {
-    const mm = attrs.matmul && h.alloc(numel(shape));
+  // a matmul's or convolution's epilogue (ops/fused.ts): the product into a scratch block (by the
+  // executor's own driver: a bundle carries only those its programs use), then the program over it
+  ok: (attrs, shapes, shape, e) => (attrs.conv2d !== true || ungrouped(attrs)) && !!fusedFn(e, attrs, attrs.matmul || attrs.conv2d ? [shape, ...shapes.slice(2)] : shapes, shape),
+  run(h, e, ins, shapes, out, shape, attrs, drivers) {
+    const mm = (attrs.matmul || attrs.conv2d) && h.alloc(numel(shape));
     if (mm) {
-      matmul.run(h, e, ins, shapes, mm, shape, { transA: String(attrs.matmul)[0] === 't', transB: String(attrs.matmul)[1] === 't' });
+      if (attrs.conv2d) drivers.conv2d.run(h, e, ins, shapes, mm, shape, attrs, drivers);
+      else drivers.matmul.run(h, e, ins, shapes, mm, shape, { transA: String(attrs.matmul)[0] === 't', transB: String(attrs.matmul)[1] === 't' }, drivers);
       [ins, shapes] = [[mm, ...ins.slice(2)], [shape, ...shapes.slice(2)]];
     }
     const [fn, row] = fusedFn(e, attrs, shapes, shape)!;
@@ -332,7 +336,8 @@ export class CpuExecutor {
       } else if (n.op === 'const') vals[i] = constData(n, numel(shape), Float32Array);
       else if (root[i] !== i) vals[i] = vals[root[i]];
       else {
-        const wk = e && n.dtype === 'f32' ? (this.kernels as WasmParts).wasmOps?.[n.op] : undefined;
+        const drivers = (this.kernels as WasmParts).wasmOps ?? {};
+        const wk = e && n.dtype === 'f32' ? drivers[n.op] : undefined;
         if (wk && (!wk.ok || wk.ok(n.attrs, n.inputs.map((j) => shapes[j]), shape, e!))) {
           const temps: Block[] = [];
           const ins = n.inputs.map((j) => {
@@ -344,7 +349,7 @@ export class CpuExecutor {
             return b;
           });
           const out = h.alloc(numel(shape));
-          wk.run(h, e!, ins, n.inputs.map((j) => shapes[j]), out, shape, n.attrs);
+          wk.run(h, e!, ins, n.inputs.map((j) => shapes[j]), out, shape, n.attrs, drivers);
           temps.forEach((b) => h.release(b));
           vals[i] = out;
           owned.add(i);
@@ -360,7 +365,7 @@ export class CpuExecutor {
             made.set(b.off, b);
             return h.view(b).fill(0);
           };
-          const v = kernel(ins, n.attrs, { shape, dtype: n.dtype }, { float: Float32Array, syms, alloc });
+          const v = kernel(ins, n.attrs, { shape, dtype: n.dtype }, { float: Float32Array, syms, alloc, kernels: this.kernels });
           const mine = v.buffer === h.memory.buffer ? made.get(v.byteOffset) : undefined;
           for (const b of made.values()) if (b !== mine) h.release(b);
           if (mine) owned.add(i);

@@ -354,6 +354,10 @@ describe('the fused op', () => {
   const col3 = b.arg('input', 'col3', ['B', 3, 1], 'f32');
   const mid5 = b.arg('input', 'mid5', ['B', 1, 5], 'f32');
   const pix = b.arg('input', 'pix', ['B', 1, 1, 4], 'f32');
+  const img = b.arg('input', 'img', ['B', 5, 6, 2], 'f32');
+  const filt = b.arg('input', 'filt', [3, 3, 2, 4], 'f32');
+  const filt2 = b.arg('input', 'filt2', [3, 3, 1, 4], 'f32');
+  const col4 = b.arg('input', 'col4', ['B', 3, 4, 1], 'f32');
   const feeds = new Map<Node, Tensor>([
     [p, { data: Float32Array.from([0.5, -1.25, 2]), shape: [3, 1] }],
     [q, { data: Float32Array.from([1, -2, 0, 3.5]), shape: [4] }],
@@ -373,6 +377,10 @@ describe('the fused op', () => {
     [col3, { data: Float32Array.from({ length: 15 }, (_, k) => Math.cos(k)), shape: [5, 3, 1] }],
     [mid5, { data: Float32Array.from({ length: 25 }, (_, k) => Math.sin(k * 1.7)), shape: [5, 1, 5] }],
     [pix, { data: Float32Array.from({ length: 20 }, (_, k) => Math.cos(k * 0.9)), shape: [5, 1, 1, 4] }],
+    [img, { data: Float32Array.from({ length: 300 }, (_, k) => Math.sin(k * 0.3)), shape: [5, 5, 6, 2] }],
+    [filt, { data: Float32Array.from({ length: 72 }, (_, k) => Math.cos(k * 0.7)), shape: [3, 3, 2, 4] }],
+    [filt2, { data: Float32Array.from({ length: 36 }, (_, k) => Math.sin(k * 1.1)), shape: [3, 3, 1, 4] }],
+    [col4, { data: Float32Array.from({ length: 60 }, (_, k) => Math.cos(k * 0.4)), shape: [5, 3, 4, 1] }],
   ]);
   // one operand of each indexing form over [B, 3, 5] (wgslElementIndex)
   const everyForm = [s, unit, row5, plane, col3, mid5].reduce(
@@ -391,6 +399,8 @@ describe('the fused op', () => {
     ['a mean over all axes', b.mean(b.exp(b.sin(rows)), [0, 1], true)],
     ['a max with a unit-reshaped producer', b.reduce('reduce_max', b.mul(b.reshape(b.sum(rows, [1]), ['B', 1]), rows), [0], true)],
     ['a column sum folded into its reader (a bias gradient into its update)', b.add(b.mul(q, s), b.sum(rows, [0], false))],
+    ['a convolution with a bias add and relu in its epilogue', b.max(b.add(b.conv2d(img, filt, { strides: [1, 2], padding: [1, 0, 1, 1] }), q), b.constant(0))],
+    ['a grouped convolution with an epilogue reading another tensor', b.mul(b.conv2d(img, filt2, { groups: 2 }), b.exp(b.neg(col4)))],
     ['a batch sum of [B, 1, 1, 4] folded into a reader of [4], kept 1s past its rank (a conv bias gradient\'s second stage)', b.add(b.mul(q, s), b.reshape(b.sum(pix, [0], true), [4]))],
     ['a max over two axes folded, of i32', b.cast(b.mul(b.reduce('reduce_max', n, [0], false), b.constant(2, 'i32')), 'f32')],
     ['a one-hot from an index ramp (iota), in a reduction too', b.add(b.select(b.binary('eq', b.iota([3, 4], 1), b.constant(2, 'i32')), b.add(q, p), b.constant(0)), b.sum(b.cast(b.binary('lt', b.iota([3, 4], 0), b.iota([3, 4], 1)), 'f32'), [1], true))],
@@ -427,6 +437,12 @@ describe('the fused op', () => {
     expectClose(got.y, want, { rtol: 2e-4, atol: 1e-3 });
   });
 
+  it('runs a convolution\'s bias add and relu in its epilogue (its product is not stored)', () => {
+    const prog = optimized(cases.find(([name]) => name.startsWith('a convolution with'))![1]);
+    expect(prog.nodes.map((n) => n.op).filter((op) => op !== 'arg')).toEqual(['fused']);
+    expect(prog.nodes.find((n) => n.op === 'fused')!.attrs).toMatchObject({ conv2d: true, strides: [1, 2], padding: [1, 0, 1, 1] });
+  });
+
   it('indexes each operand as cheaply as its shape allows, decided from the IR shapes', () => {
     const wgsl = attachKernels(optimized(everyForm)).kernels[0].wgsl;
     const loads = wgsl.split('\n').filter((l) => /(let )?x\d+=/.test(l));
@@ -436,10 +452,10 @@ describe('the fused op', () => {
       'x1=in1[0u];',
       'x2=in2[0u];',
       'let x0=in0[i];',
-      'let x3=in3[i%M(OUT+2u)];',
-      'let x4=in4[i%(M(OUT+1u)*M(OUT+2u))];',
-      'let x5=in5[i/M(OUT+2u)];',
-      'let x6=in6[(i/(M(OUT+2u)*M(OUT+1u)))*M(OUT+2u)+i%M(OUT+2u)];',
+      'let x3=in3[i%M(3u)];',
+      'let x4=in4[i%(M(2u)*M(3u))];',
+      'let x5=in5[i/M(3u)];',
+      'let x6=in6[(i/(M(3u)*M(2u)))*M(3u)+i%M(3u)];',
     ]);
     // no coordinates are split off where no operand needs them; four elements go per thread
     expect(wgsl).not.toMatch(/rem/);

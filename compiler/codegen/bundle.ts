@@ -16,7 +16,8 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 /** The ops whose CPU kernels `m`'s programs run (leaves have none). */
 export function kernelOps(m: Manifest): string[] {
-  const used = new Set(Object.values(m.programs).flatMap((p) => p.nodes.map((n) => n.op)));
+  // a fused node runs its product's kernel too (ops/fused.ts)
+  const used = new Set(Object.values(m.programs).flatMap((p) => p.nodes.flatMap((n) => [n.op, ...(n.attrs.matmul ? ['matmul'] : n.attrs.conv2d ? ['conv2d'] : [])])));
   return [...used].filter((op) => op !== 'arg' && op !== 'const').sort();
 }
 

@@ -6,7 +6,7 @@
 // runs as one dispatch and the reader loads nothing its producer just stored.
 //
 // Members are elementwise fused nodes of one shape (the kernel's domain) and at most one *source*:
-// a matmul or a matmul-epilogue fused node of that shape, whose product every other member reads
+// a matmul or conv2d, or such a product's epilogue fused node, of that shape, whose product every other member reads
 // as its `i0`. Whenever a member reads another member, it reads it at its own coordinates (an
 // operand of the domain's shape, not a reduction line's). The kernel runs where its last member
 // was (the dispatcher), so no other node may read a member before that; it binds the members'
@@ -23,7 +23,7 @@
 // The CPU executors ignore all this and run each node as before; only the WebGPU program changes.
 
 import type { AttrValue, NodeJSON, ProgramJSON } from '../../runtime/program.ts';
-import { MAX_BINDINGS, codeLines, fusedProgram, product, reduction, unbound } from '../ops/fused.ts';
+import { MAX_BINDINGS, codeLines, fusedProgram, reduction, source, unbound } from '../ops/fused.ts';
 import type { Attrs, DType } from '../ir/node.ts';
 import { ops, type OpKind } from '../ops/registry.ts';
 
@@ -34,7 +34,7 @@ export interface Merged {
   written: number[];
   /** The kernel's inputs: the source's two operands first, then the program's inputs. */
   inputs: number[];
-  /** The fused node attrs of the whole kernel (code, shape, matmul, results). */
+  /** The fused node attrs of the whole kernel (code, shape, its source's, results). */
   attrs: Record<string, AttrValue>;
 }
 
@@ -49,18 +49,19 @@ interface Group {
 const sameShape = (a: readonly unknown[], b: readonly unknown[]) => a.length === b.length && a.every((d, k) => d === b[k]);
 
 /** Whether `n` can be a member: an elementwise fused node (reduction lines allowed), or a source. */
-const candidate = (n: NodeJSON): boolean => (n.op === 'fused' && !reduction(n.attrs as Attrs)) || n.op === 'matmul';
+const candidate = (n: NodeJSON): boolean => (n.op === 'fused' && !reduction(n.attrs as Attrs)) || PRODUCTS.has(n.op);
+const PRODUCTS = new Set(['matmul', 'conv2d']);
 /** A fused reduction's kind: siblings of one kind (the loss and a metric, both means over the
  *  batch) accumulate side by side in one loop. */
 const reduceKind = (n: NodeJSON): string | undefined => (n.op === 'fused' && reduction(n.attrs as Attrs) ? JSON.stringify([n.attrs.shape, n.attrs.reduce, n.attrs.axes]) : undefined);
-const isSource = (n: NodeJSON): boolean => n.op === 'matmul' || product(n.attrs as Attrs) !== undefined;
+const isSource = (n: NodeJSON): boolean => PRODUCTS.has(n.op) || source(n.attrs as Attrs) !== undefined;
 
 /** The input positions of `n` that its program reads only at its own coordinates (not a source's
  *  operands, not a reduction or take line's input), and those a reduction or take line reads. */
 function inputReads(p: ProgramJSON, n: NodeJSON): { direct: Set<number>; reduced: Set<number> } {
   const [direct, reduced] = [new Set<number>(), new Set<number>()];
-  if (n.op === 'matmul') return { direct, reduced };
-  const mm = product(n.attrs as Attrs) !== undefined;
+  if (PRODUCTS.has(n.op)) return { direct, reduced };
+  const mm = source(n.attrs as Attrs) !== undefined;
   const progIns = mm ? n.inputs.slice(2) : n.inputs;
   const prog = fusedProgram(codeLines(n.attrs as Attrs), [...(mm ? ['f32' as DType] : []), ...progIns.map((j) => p.nodes[j].dtype)]);
   for (const l of prog.lines)
@@ -105,7 +106,7 @@ export function mergeGroups(p: ProgramJSON): Map<number, Merged> {
       // nor through a reshape (its buffer is the member's, written by this very kernel)
       if (n.inputs.some((j) => !set.has(j) && set.has(home(j)))) return undefined;
     }
-    // a matmul's epilogue has no reduction lines
+    // a product's epilogue has no reduction lines
     if (src && members.some((m) => m !== src.id && folds[m])) return undefined;
     const written = [d, ...members.filter((m) => m !== d && (results.has(m) || readers[m].some((r) => !set.has(r))))];
     // the program's inputs (a source's operands are bound before them)
@@ -153,11 +154,11 @@ function program(p: ProgramJSON, members: number[], src: NodeJSON | undefined, i
   const operandOf = (j: number): string => reg.get(j) ?? `i${ins.indexOf(j) + (src ? 1 : 0)}`;
   for (const m of members) {
     const n = nodes[m];
-    if (n.op === 'matmul') {
+    if (PRODUCTS.has(n.op)) {
       reg.set(m, 'i0');
       continue;
     }
-    const mm = product(n.attrs as Attrs) !== undefined;
+    const mm = source(n.attrs as Attrs) !== undefined;
     const base = code.length;
     for (const line of codeLines(n.attrs as Attrs)) {
       const [head, ...args] = line.split(/\s+/);
@@ -180,9 +181,16 @@ function program(p: ProgramJSON, members: number[], src: NodeJSON | undefined, i
     code.push('cast.f32 i0');
     return `r${code.length - 1}`;
   });
-  const mode = src && (src.op === 'matmul' ? `${src.attrs.transA ? 't' : 'n'}${src.attrs.transB ? 't' : 'n'}` : (src.attrs.matmul as string));
   const { shape, reduce, axes } = nodes[members[0]].attrs;
-  return { code: code.join('; '), shape: reduce ? shape : [...nodes[members[0]].shape], ...(mode ? { matmul: mode } : {}), ...(reduce ? { reduce, axes } : {}), results: results.join(' ') };
+  return { code: code.join('; '), shape: reduce ? shape : [...nodes[members[0]].shape], ...(src ? sourceAttrs(src) : {}), ...(reduce ? { reduce, axes } : {}), results: results.join(' ') };
+}
+
+/** The attributes that make a fused program the epilogue of `src`'s product (ops/fused.ts). */
+function sourceAttrs(src: NodeJSON): Record<string, AttrValue> {
+  if (src.op === 'matmul') return { matmul: `${src.attrs.transA ? 't' : 'n'}${src.attrs.transB ? 't' : 'n'}` };
+  if (src.op === 'conv2d') return { conv2d: true, ...src.attrs };
+  // a product's epilogue node: its source's, without its own program's
+  return Object.fromEntries(Object.entries(src.attrs).filter(([k]) => !['code', 'shape', 'results'].includes(k)));
 }
 
 /** A dispatch: its node, the buffers it binds before its outputs, the nodes it stores (its own

@@ -75,9 +75,10 @@ function nodeFlops(op: string, attrs: Record<string, unknown>, out: number[], in
       return numel(op.startsWith('max_pool2d_') ? ins[ins.length - 1] : op === 'avg_pool2d_backprop' ? ins[0] : out) * kh * kw;
     }
     case 'fused': {
-      // a matmul's epilogue: the product (its i0), then the program over it and inputs 2..
-      const mm = attrs.matmul !== undefined;
-      let n = mm ? nodeFlops('matmul', { transA: String(attrs.matmul)[0] === 't' }, out, ins) : 0;
+      // a matmul's or convolution's epilogue: the product (its i0), then the program over it and
+      // inputs 2..
+      const mm = attrs.matmul !== undefined || attrs.conv2d === true;
+      let n = attrs.conv2d === true ? nodeFlops('conv2d', attrs, out, ins) : mm ? nodeFlops('matmul', { transA: String(attrs.matmul)[0] === 't' }, out, ins) : 0;
       if (mm) ins = [out, ...ins.slice(2)];
       // lines over one-element values only run once (the CPU kernel hoists them)
       const uniform: boolean[] = [];

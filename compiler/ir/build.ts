@@ -1,7 +1,7 @@
 // Builders: the only way IR is made. VJP rules, lowering and passes all call these.
 // Every op's attributes are spelled out here once.
 
-import { make, type DType, type Dim, type Node, type Shape } from './node.ts';
+import { make, type Attrs, type DType, type Dim, type Node, type Shape } from './node.ts';
 import type { BinaryKind, ReduceKind, UnaryKind } from '../ops/registry.ts';
 import { convAttrs, type ConvOpts } from '../ops/conv.ts';
 import { poolAttrs, type PoolOpts } from '../ops/pool.ts';
@@ -109,12 +109,16 @@ function normAxes(axes: readonly number[], rank: number): number[] {
 export const fused = (inputs: readonly Node[], code: readonly string[], shape: Shape): Node =>
   make('fused', inputs, { code: code.join('; '), shape: [...shape] });
 
-/** A reduction (sum, mean, reduce_max, reduce_min, dims kept) of a fused program's values over
- *  `axes` of `shape` (ops/fused.ts). */
 /** A fused program over the product op(a)·op(b) (its `i0`) and `inputs` (`i1`...): the matmul's
  *  epilogue (ops/fused.ts). */
 export const fusedMatmul = (a: Node, b: Node, transA: boolean, transB: boolean, inputs: readonly Node[], code: readonly string[], shape: Shape): Node =>
   make('fused', [a, b, ...inputs], { code: code.join('; '), shape: [...shape], matmul: `${transA ? 't' : 'n'}${transB ? 't' : 'n'}` });
 
+/** A fused program over conv2d(x, w) (its `i0`; ops/fused.ts), with conv2d's attributes. */
+export const fusedConv = (x: Node, w: Node, conv: Attrs, inputs: readonly Node[], code: readonly string[], shape: Shape): Node =>
+  make('fused', [x, w, ...inputs], { code: code.join('; '), shape: [...shape], conv2d: true, ...conv });
+
+/** A reduction (sum, mean, reduce_max, reduce_min, dims kept) of a fused program's values over
+ *  `axes` of `shape` (ops/fused.ts). */
 export const fusedReduce = (inputs: readonly Node[], code: readonly string[], shape: Shape, reduce: string, axes: readonly number[]): Node =>
   make('fused', inputs, { code: code.join('; '), shape: [...shape], reduce, axes: [...axes] });

@@ -255,29 +255,40 @@ const tileIndex = (t: Tiling, n: string, lead: string) => `let tn = (NC + ${t.CH
   let p = i / (tn * tm);`;
 
 const regs = (t: Tiling) => seq(t.R).flatMap((r) => seq(t.CH).map((k) => [r, k]));
-/** Stores the tile through a loop (one copy of the store: smaller WGSL, faster pipeline builds). */
-const storeRegs = (t: Tiling, n: string) => `var tile = array<f32, ${t.R * t.CH}>(${regs(t).map(([r, k]) => `a${r}_${k}`).join(', ')});
+/** Stores the tile through a loop (one copy of the store: smaller WGSL, faster pipeline builds):
+ *  `out[o] = x0`, or `store`, statements over each value x0 at index o and position x, channel f. */
+const storeRegs = (t: Tiling, n: string, store = 'out[o] = x0;') => `var tile = array<f32, ${t.R * t.CH}>(${regs(t).map(([r, k]) => `a${r}_${k}`).join(', ')});
   for (var r = 0u; r < ${t.R}u; r++) {
     for (var k = 0u; k < ${t.CH}u; k++) {
       let x = ob + r * os; let f = fb + k * fs;
-      if (x < ${n} && f < NC) { out[(p * ${n} + x) * NC + f] = tile[r * ${t.CH}u + k]; }
+      if (x < ${n} && f < NC) {
+        let x0 = tile[r * ${t.CH}u + k]; let o = (p * ${n} + x) * NC + f;
+        ${store}
+      }
     }
   }`;
 
-function wgslForward(sig: KernelSig): KernelSource {
+/**
+ * The WGSL of conv2d (inputs 0 and 1), with an epilogue from a fused node (ops/fused.ts) as a
+ * matmul's (ops/matmul.ts matmulWgsl): `fns` at module scope, and `body`, statements run for each
+ * output element `x0` at its coordinates c0..c3 and index `o` that store the outputs instead
+ * (`prologue`: each thread first calls `prologue()`). A bias add and an activation run as the
+ * tile is stored instead of as a kernel that reads the convolution back.
+ */
+export function convWgsl(sig: KernelSig, epilogue?: { fns: string; body: string; prologue: boolean }): KernelSource {
   const a = sig.attrs as unknown as ConvAttrs;
   const grouped = a.groups > 1;
   const [, , OWs, NCs] = sig.output.shape as number[];
   const t = tiling(OWs, NCs, true);
   const [RS, KS] = [seq(t.R), seq(t.CH)];
-  const code = `
+  const code = `${epilogue?.fns ?? ''}
 ${wgslCommon(a)}
 ${MAIN} {
   let i = thread_id(gid, nwg);
   let H = i32(M(IN0 + 1u)); let W = i32(M(IN0 + 2u)); let C = M(IN0 + 3u);
   let KH = M(IN1 + 0u); let KW = M(IN1 + 1u); let CG = M(IN1 + 2u);
   let OH = M(OUT + 1u); let OW = M(OUT + 2u); let NC = M(OUT + 3u);
-  ${tileIndex(t, 'OW', 'M(OUT + 0u) * OH')}
+  ${tileIndex(t, 'OW', 'M(OUT + 0u) * OH')}${epilogue?.prologue ? '\n  prologue();' : ''}
   let oh = i32(p % OH); let bi = p / OH;
   ${KS.map((k) => `let f${k} = min(fb + ${k}u * fs, NC - 1u);`).join(' ')}
   ${grouped ? KS.map((k) => `let xc${k} = f${k} / (NC / G) * CG;`).join(' ') : ''}
@@ -299,7 +310,7 @@ ${MAIN} {
       }
     }
   }
-  ${storeRegs(t, 'OW')}
+  ${storeRegs(t, 'OW', epilogue && `let c0 = bi; let c1 = u32(oh); let c2 = x; let c3 = f;\n        ${epilogue.body}`)}
 }`;
   return { code, grid: { kind: 'tiles', rows: t.R, cols: t.CH } };
 }
@@ -486,7 +497,7 @@ export const convOps = {
       return [conv2dBackpropInput(ct, w, o, imageSize(x)), conv2dBackpropFilter(x, ct, o, filterSize(w))];
     },
     cpu: conv2dCpu,
-    wgsl: wgslForward,
+    wgsl: (sig) => convWgsl(sig),
   },
 
   conv2d_backprop_input: {

@@ -24,6 +24,8 @@
 //          coordinates and `iK` (K >= 1) is input K + 1; `shape` is the product's shape. A bias
 //          add and an activation run in the matmul kernel's epilogue instead of a kernel of their
 //          own that reads the product back.
+//   conv2d (optional)  true: the same for the convolution of image input 0 by filter input 1,
+//          with conv2d's own attributes (strides, padding, dilations, groups) beside it.
 //   results (WGSL only)  the registers a kernel stores into `out`, `out1`, ... (default: the
 //          last line's): codegen/merge.ts gives a kernel that computes several nodes one program.
 //
@@ -34,13 +36,14 @@
 // the same for the whole dispatch run once per thread, in its prologue.
 
 import { ShapeError, broadcastShapes, sameShape, shapeStr, type Attrs, type DType, type Dim, type Node, type Shape } from '../ir/node.ts';
-import type { CpuCtx, KernelSig, OpDef, Tensor, TypedArray } from './types.ts';
+import type { CpuCtx, CpuKernel, KernelSig, OpDef, Tensor, TypedArray } from './types.ts';
 import {
   MAIN, WGSL_BITS, alloc, elementKernel, rowKernel, elementwiseRows, numel, resultType, scalarRows, valueType, wgslCoordIndex, wgslCoords, wgslElementIndex, wgslLiteral,
   type ScalarRow,
 } from './elementwise.ts';
 import { reduceCpu, reduceRows } from './reduce.ts';
-import { matmulCpu, matmulOps, matmulWgsl } from './matmul.ts';
+import { matmulOps, matmulWgsl } from './matmul.ts';
+import { convOps, convWgsl } from './conv.ts';
 import { iotaCpu } from './leaf.ts';
 import { takeCpu } from './gather.ts';
 import { wgslType } from '../codegen/wgsl.ts';
@@ -214,6 +217,9 @@ export function reduction(attrs: Attrs): { op: FusedReduction; axes: number[] } 
   return { op: attrs.reduce as FusedReduction, axes: attrs.axes as number[] };
 }
 
+/** The op whose product of inputs 0 and 1 a fused node's program is the epilogue of, if any. */
+export const source = (attrs: Attrs): 'matmul' | 'conv2d' | undefined => (attrs.conv2d === true ? 'conv2d' : attrs.matmul !== undefined ? 'matmul' : undefined);
+
 /** The matrix product a fused node's program is the epilogue of, if any. */
 export function product(attrs: Attrs): { transA: boolean; transB: boolean } | undefined {
   const m = attrs.matmul;
@@ -226,9 +232,9 @@ export function product(attrs: Attrs): { transA: boolean; transB: boolean } | un
 
 export function fusedCpu(ins: Tensor[], attrs: Attrs, out: { shape: number[]; dtype: DType }, ctx: CpuCtx): TypedArray {
   const mm = product(attrs);
-  if (mm) {
-    // the product, then the program over it and the other inputs
-    const data = matmulCpu(ins.slice(0, 2), mm, { shape: out.shape, dtype: 'f32' }, ctx);
+  if (mm || attrs.conv2d) {
+    // the product (by the executor's kernel), then the program over it and the other inputs
+    const data = (ctx.kernels![mm ? 'matmul' : 'conv2d'] as CpuKernel)(ins.slice(0, 2), mm ?? attrs, { shape: out.shape, dtype: 'f32' }, ctx);
     return runFused([{ data, shape: out.shape }, ...ins.slice(2)], attrs, out, ctx);
   }
   const red = reduction(attrs);
@@ -286,7 +292,7 @@ function runFused(ins: Tensor[], attrs: Attrs, out: { shape: number[]; dtype: DT
 // ---------------------------------------------------------------- WGSL
 
 function wgslFused(sig: KernelSig) {
-  const mm = product(sig.attrs);
+  const mm = source(sig.attrs);
   // the program's inputs: the product (`x0` in the epilogue), then inputs 2..
   const progIns = mm ? [{ dtype: 'f32' as DType, rank: sig.output.rank, shape: sig.output.shape }, ...sig.inputs.slice(2)] : sig.inputs;
   const p = fusedProgram(codeLines(sig.attrs), progIns.map((i) => i.dtype));
@@ -363,7 +369,8 @@ fn prologue() {
   if (mm) {
     // the epilogue of each element of the product's tile, at its output coordinates
     const epilogue = { fns: pre, body: [...body, ...results.map((r, k) => `out${k || ''}[o] = ${r};`)].join('\n        '), prologue: hoisted.length > 0 };
-    return matmulWgsl(sig, mm.transA, mm.transB, epilogue);
+    const t = product(sig.attrs);
+    return t ? matmulWgsl(sig, t.transA, t.transB, epilogue) : convWgsl(sig, epilogue);
   }
   if (!red) return elementKernel(pre, [...(from < R ? [wgslCoords(R, from)] : []), ...body], results, p.lines.some((l) => l.axes), hoisted.length > 0);
   // One invocation per output element: its kept coordinates from the thread id, then a loop over
@@ -447,18 +454,18 @@ export const fusedOps = {
       if (!Array.isArray(shape) || !shape.every((d) => typeof d === 'string' || (Number.isInteger(d) && d >= 0))) throw new ShapeError(`fused: bad shape ${JSON.stringify(shape)}`);
       const bound = inputs.filter((x) => !unbound(x)).length;
       if (bound > MAX_FUSED_INPUTS) throw new ShapeError(`fused: ${bound} bound inputs, at most ${MAX_FUSED_INPUTS}`);
-      const mm = product(attrs);
+      const mm = source(attrs);
       const red = reduction(attrs);
       if (mm) {
-        if (red) throw new ShapeError('fused: a reduction cannot follow a matmul');
-        const prod = matmulOps.matmul.shape(inputs.slice(0, 2), mm).shape;
+        if (red) throw new ShapeError(`fused: a reduction cannot follow a ${mm}`);
+        const prod = (mm === 'matmul' ? matmulOps.matmul.shape(inputs.slice(0, 2), product(attrs)!) : convOps.conv2d.shape(inputs.slice(0, 2), attrs)).shape;
         if (!sameShape(prod, shape as Dim[])) throw new ShapeError(`fused: the product is ${shapeStr(prod)}, not ${shapeStr(shape as Dim[])}`);
       }
       const ins = mm ? inputs.slice(2) : inputs;
       const p = fusedProgram(codeLines(attrs), [...(mm ? ['f32' as DType] : []), ...ins.map((x) => x.dtype)]);
       const reduced = p.lines.filter((l) => l.axes || l.gather);
       if (p.lines.some((l) => l.axis !== undefined && l.axis >= shape.length)) throw new ShapeError(`fused: an iota axis past the rank of ${shapeStr(shape as Dim[])}`);
-      if (reduced.length && mm) throw new ShapeError('fused: reduction or take lines in a matmul epilogue');
+      if (reduced.length && mm) throw new ShapeError(`fused: reduction or take lines in a ${mm} epilogue`);
       const lead = (s: readonly Dim[]) => s.slice(s.findIndex((d) => d !== 1) < 0 ? s.length : s.findIndex((d) => d !== 1));
       for (const l of reduced) {
         const x = ins[(l.args[0] as { k: number }).k];

@@ -20,6 +20,9 @@ export interface CpuCtx {
   /** Where kernels get their zeroed result arrays (`alloc` in elementwise.ts), when the executor
    *  keeps tensors in its own memory (runtime/wasm.ts); float32 only. */
   alloc?(n: number, int: boolean): TypedArray;
+  /** The executor's kernels by op: a fused kernel runs its product's (matmul, conv2d) from here, so
+   *  that a bundle carries only the kernels its programs use. */
+  kernels?: Readonly<Record<string, CpuKernel | 'alias'>>;
 }
 
 /** Computes the output from concrete inputs. Pure; allocates its result (ctx.float for f32). */

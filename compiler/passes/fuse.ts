@@ -15,11 +15,12 @@
 // literals of the program. A group takes at most MAX_FUSED_INPUTS inputs besides scalar
 // hyperparameters (read from a uniform: `unbound`).
 //
-// A matmul whose every reader is in one group, at the group's own coordinates (the group computes
-// the product's shape: a bias add and activation after a dense layer, the relu mask applied to
-// the gradient dy·Wᵀ), becomes that group's source: the group is the epilogue of the matmul's
-// kernel, which then reads the matmul's operands instead of its stored product. A matmul read by
-// two groups (a pre-activation the backward pass reads too) is stored, as before.
+// A matmul or convolution whose every reader is in one group, at the group's own coordinates (the
+// group computes the product's shape: a bias add and activation after a dense or conv layer, the
+// relu mask applied to the gradient dy·Wᵀ), becomes that group's source: the group is the
+// epilogue of its kernel, which then reads the operands instead of its stored product. A product
+// read by two groups (a pre-activation the backward pass reads too) is stored, as before
+// (codegen/merge.ts may still run the group in its kernel).
 //
 // A reduction whose readers are all groups computed over its own output's shape (a bias
 // gradient, the batch sum of dy, read by the optimizer's m and v updates) folds into them when it
@@ -118,7 +119,7 @@ interface Group {
   views: Map<Node, Shape>;
   /** The (node, view) pairs the members read that are not members: the fused node's inputs. */
   frontier: Map<string, Node>;
-  /** The matmul whose epilogue the group is (read as its `i0`; its two operands are inputs). */
+  /** The matmul or conv2d whose epilogue the group is (read as its `i0`; its two operands are inputs). */
   source?: Node;
 }
 
@@ -158,7 +159,7 @@ export function fusionGroups(g: Graph): { order: Node[]; groupsOf: Map<Node, Gro
   };
 
   const sources = new Set<Node>();
-  /** Makes matmul `n` the source of the one group all its readers are in, if it can be. */
+  /** Makes matmul or conv2d `n` the source of the one group all its readers are in, if it can be. */
   const absorb = (n: Node): void => {
     const us = users.get(n) ?? [];
     if (results.has(n) || !us.length || !us.every((u) => groupsOf.has(u))) return;
@@ -224,7 +225,7 @@ export function fusionGroups(g: Graph): { order: Node[]; groupsOf: Map<Node, Gro
     if (!fusible(n)) {
       if (reduceRoot(n) && !fold(n)) groupsOf.set(n, start(n, n.inputs[0].shape));
       if (n.op === 'argmax' || n.op === 'take') fold(n);
-      if (n.op === 'matmul') absorb(n);
+      if (n.op === 'matmul' || n.op === 'conv2d') absorb(n);
       continue;
     }
     const us = users.get(n) ?? [];
@@ -310,7 +311,9 @@ export function fuseGraph(g: Graph): Graph {
     if (out !== `r${code.length - 1}`) code.push(`cast.${gr.root.dtype} ${out}`);
     const src = gr.source;
     const f = src
-      ? b.fusedMatmul(get(src.inputs[0]), get(src.inputs[1]), src.attrs.transA === true, src.attrs.transB === true, inputs.slice(1), code, gr.root.shape)
+      ? src.op === 'conv2d'
+        ? b.fusedConv(get(src.inputs[0]), get(src.inputs[1]), src.attrs, inputs.slice(1), code, gr.root.shape)
+        : b.fusedMatmul(get(src.inputs[0]), get(src.inputs[1]), src.attrs.transA === true, src.attrs.transB === true, inputs.slice(1), code, gr.root.shape)
       : red
         ? b.fusedReduce(inputs, code, gr.domain, gr.root.op as FusedReduction, gr.root.attrs.axes as number[])
         : b.fused(inputs, code, gr.root.shape);
