@@ -69,6 +69,7 @@ function flops(p: ProgramJSON, i: number, shapes: number[][]): number {
   const n = p.nodes[i];
   const out = numel(shapes[i]);
   const trans = n.attrs.matmul as string | undefined;
+  if (n.attrs.conv2d === true) return flops({ ...p, nodes: p.nodes.map((x) => (x.id === i ? { ...x, op: 'conv2d' } : x)) }, i, shapes);
   if (n.op === 'matmul' || trans) {
     const a = shapes[n.inputs[0]];
     const transA = n.op === 'matmul' ? n.attrs.transA : trans![0] === 't';
@@ -121,9 +122,12 @@ for (const w of workloads) {
   let sum = 0;
   for (const { k, ms } of rows.sort((a, b) => b.ms - a.ms)) {
     const i = nodes[k], n = p.nodes[i];
-    const f = flops(p, i, plan.shapes);
+    // the dispatch computes its node and those it merged (codegen/merge.ts, a kernel beside it)
+    const computed = p.nodes.filter((x) => x.id === i || x.by === i);
+    const f = computed.reduce((s, x) => s + flops(p, x.id, plan.shapes), 0);
     sum += ms;
-    const what = n.op === 'fused' ? `fused${n.attrs.matmul ? `(matmul ${n.attrs.matmul})` : ''}` : n.op;
+    const products = computed.flatMap((x) => (x.op === 'matmul' || x.op === 'conv2d' ? [x.op] : x.attrs.matmul ? ['matmul'] : x.attrs.conv2d ? ['conv2d'] : []));
+    const what = `${n.op}${n.beside !== undefined ? '+beside' : ''}${products.length ? `(${products.join(', ')})` : ''}`;
     const ins = n.inputs.map((j) => `[${plan.shapes[j]}]`).join(' ');
     console.log(`${ms.toFixed(3).padStart(7)} ${(f / ms / 1e6).toFixed(2).padStart(8)}  ${what} ${ins} -> [${plan.shapes[i]}]  #${i} ${p.kernels[n.kernel!].name}`);
   }
