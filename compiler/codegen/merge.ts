@@ -71,19 +71,26 @@ function inputReads(p: ProgramJSON, n: NodeJSON): { direct: Set<number>; reduced
 }
 
 /** The groups of two or more nodes that run as one kernel, by dispatcher. */
-export function mergeGroups(p: ProgramJSON): Map<number, Merged> {
-  const nodes = p.nodes;
+/** Through aliases (a reshape reads nothing itself: its readers read its input's buffer): the
+ *  nodes that read node j's buffer (`later`), and the node whose buffer it is (`home`). */
+function buffers(nodes: readonly NodeJSON[]): { readers: number[][]; later: (j: number) => number[]; home: (j: number) => number } {
   const readers: number[][] = nodes.map(() => []);
   nodes.forEach((n) => n.inputs.forEach((j) => readers[j].push(n.id)));
+  const alias = (j: number) => ops()[nodes[j].op as OpKind].alias === true;
+  const later = (j: number): number[] => readers[j].flatMap((r) => (alias(r) ? later(r) : [r]));
+  const home = (j: number): number => (alias(j) ? home(nodes[j].inputs[0]) : j);
+  return { readers, later, home };
+}
+
+export function mergeGroups(p: ProgramJSON): Map<number, Merged> {
+  const nodes = p.nodes;
+  const { readers, later, home } = buffers(nodes);
   const results = new Set([...p.outputs, ...p.updates].map((r) => r.node));
   const reads = nodes.map((n) => (candidate(n) ? inputReads(p, n) : { direct: new Set<number>(), reduced: new Set<number>() }));
   const direct = reads.map((r) => r.direct);
   // elementwise members with reduction lines
   const folds = reads.map((r) => r.reduced.size > 0);
 
-  /** The nodes that read `j`'s buffer: its readers, through aliases (a reshape reads nothing itself). */
-  const later = (j: number): number[] => readers[j].flatMap((r) => (ops()[nodes[r].op as OpKind].alias ? later(r) : [r]));
-  const home = (j: number): number => (ops()[nodes[j].op as OpKind].alias ? home(nodes[j].inputs[0]) : j);
   const groupOf = nodes.map((n) => [n.id]);
   /** The group of `members` (its stored members, source and program inputs), if it can be one. */
   const check = (members: number[]): Group | undefined => {
@@ -207,7 +214,7 @@ export interface Dispatch {
 /**
  * The updates a dispatch can store into their argument's own buffer (stored node → argument): a
  * new parameter or optimizer slot whose old value this kernel reads only at its own element, in
- * the thread that writes the new one, and that nothing runs to read after it. Such an update then
+ * the thread that writes the new one, and that nothing reads after it. Such an update then
  * needs neither a buffer of its own nor a binding (it reads and writes the argument's), nor the
  * copy into the argument after the step.
  */
@@ -215,14 +222,14 @@ export function inPlace(p: ProgramJSON, members: readonly number[], stored: read
   const nodes = p.nodes;
   const d = members[members.length - 1];
   const into = new Map<number, number>();
-  const readers: number[][] = nodes.map(() => []);
-  nodes.forEach((n) => n.inputs.forEach((j) => readers[j].push(n.id)));
-  const later = (j: number): number[] => readers[j].flatMap((r) => (ops()[nodes[r].op as OpKind].alias ? later(r) : [r]));
+  const { later, home } = buffers(nodes);
   for (const u of p.updates) {
     const arg = p.args.find((a) => a.role === u.role && a.name === u.name)?.node;
     if (arg === undefined || !stored.includes(u.node) || !sameShape(nodes[arg].shape, nodes[d].shape)) continue;
     const inside = later(arg).filter((r) => members.includes(r));
-    if (!inside.length || later(arg).some((r) => !members.includes(r) && at(r) > d)) continue;
+    // (nor is the old value an output, read back after the step)
+    const output = p.outputs.some((o) => home(o.node) === arg);
+    if (!inside.length || output || later(arg).some((r) => !members.includes(r) && at(r) > d)) continue;
     if (inside.every((m) => candidate(nodes[m]) && nodes[m].inputs.every((j, k) => j !== arg || inputReads(p, nodes[m]).direct.has(k)))) into.set(u.node, arg);
   }
   return into;
@@ -233,7 +240,7 @@ export function inPlace(p: ProgramJSON, members: readonly number[], stored: read
  *  most MAX_BINDINGS storage buffers together. The pair runs at the second's place, where the
  *  memory plan then keeps the first's inputs alive and places its outputs. */
 export function besidePairs(p: ProgramJSON, dispatches: readonly Dispatch[]): Map<number, number> {
-  const home = (j: number): number => (ops()[p.nodes[j].op as OpKind].alias ? home(p.nodes[j].inputs[0]) : j);
+  const { home } = buffers(p.nodes);
   const pairs = new Map<number, number>();
   dispatches.forEach((b, k) => {
     const a = dispatches[k - 1];
