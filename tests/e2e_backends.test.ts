@@ -1,5 +1,6 @@
-// End to end: the WebGPU and CPU backends train the MNIST examples (the perceptron and LeNet-5)
-// identically. Same seed,
+// End to end: the WebGPU and CPU backends train the MNIST examples (the perceptron, LeNet-5, and
+// the perceptron with batch norm's running statistics, max-norm and clipping: on WebGPU every
+// update is computed in its argument's buffer) identically. Same seed,
 // same MNIST batches: the loss of each of the first 20 steps agrees to 1e-4 relative, and so do
 // the predictions afterwards. Skipped only where there is no WebGPU adapter outside CI
 // (gpuDevice throws in CI without one).
@@ -22,7 +23,7 @@ const STEPS = 20;
 const BATCH = 64;
 const SEED = 7;
 
-describe.skipIf(!gpu).each(['mnist_mlp', 'lenet5'])('WebGPU and CPU backends agree on examples/%s.dlm', (example) => {
+describe.skipIf(!gpu).each(['mnist_mlp', 'lenet5', 'mnist_mlp_bn'])('WebGPU and CPU backends agree on examples/%s.dlm', (example) => {
   let manifest: Manifest;
   let train: Dataset;
   let test: Dataset;
@@ -76,7 +77,7 @@ describe.skipIf(!gpu).each(['mnist_mlp', 'lenet5'])('WebGPU and CPU backends agr
   // After training, the two models' parameters differ slightly: Adam divides by sqrt(v), which
   // turns rounding differences in near-zero gradients (sums that cancel) into steps of order lr.
   // So: the independently trained models predict nearly the same, and the predict programs agree
-  // to 1e-4 when both hold the same trained parameters.
+  // to 1e-4 when both hold the same trained model.
   it(`predict the same on both after ${STEPS} steps`, async () => {
     expect(cpu.step).toBe(STEPS); // runs after the training test
     const n = 256;
@@ -107,8 +108,9 @@ describe.skipIf(!gpu).each(['mnist_mlp', 'lenet5'])('WebGPU and CPU backends agr
     for (let i = 0; i < n; i++) if (trained.pred[i] === labels.data[i]) right++;
     expect(right / n).toBeGreaterThan(0.5);
 
-    // Same parameters on both (the GPU's, copied to the CPU): the predict programs agree.
-    cpu.setParams(await webgpu.getParams());
+    // The same trained model on both (the GPU's checkpoint restored on the CPU: parameters and
+    // layer state, such as batch norm's running statistics): the predict programs agree.
+    cpu.restore(await webgpu.save());
     const same = await compare();
     expect(same.worst).toBeLessThanOrEqual(1e-4);
     expect(same.differ).toBe(0);
