@@ -1,14 +1,15 @@
 // The WebGPU executor. It owns named persistent tensors (inputs, parameters, state, slots: keyed by
 // `argKey`) that stay on the GPU between runs, and runs programs against them: one command
-// encoder, one compute pass and one submit per run, then each update is copied into its tensor.
+// encoder, one compute pass and one submit per run, then each update not computed in its tensor's
+// own buffer (`into`: codegen/merge.ts inPlace) is copied into it.
 //
 // Caches: pipelines by kernel name; per program and concrete shape a plan (node outputs in the
 // buffers runtime/memory.ts assigns, const nodes uploaded, meta uniforms written and bind groups
 // made once). Replacing a persistent buffer (a tensor grown past its capacity) drops every plan.
 //
 // Runs must be awaited one after another. An update whose value is another updated argument's
-// buffer (a swap) is not supported. The values a run's updates overwrite are kept, so the last
-// run can be rolled back (the NaN guard does).
+// buffer (a swap) is not supported. The values a run's updates overwrite are copied aside before
+// its pass, so the last run can be rolled back (the NaN guard does).
 
 import type { Tensor } from '../compiler/ops/types.ts';
 import { WORKGROUP, binds, hyperSlots, type DType, type Grid, type NodeJSON, type ProgramJSON } from './program.ts';
