@@ -16,6 +16,7 @@ export function attachKernels(p: ProgramJSON): ProgramJSON {
 
   // each dispatch's kernel, on its own
   const dispatches: (Dispatch & { sig: KernelSig; src: KernelSource })[] = [];
+  const updatesIn = inPlace(p, (j) => by.get(j) ?? j);
   for (const n of p.nodes) {
     const def: OpDef = ops()[n.op as OpKind];
     if (def.alias || (!def.cpu && !def.wgsl) || by.has(n.id)) continue; // aliases and leaves run no kernel
@@ -34,7 +35,7 @@ export function attachKernels(p: ProgramJSON): ProgramJSON {
     };
     const [members, stored] = g ? [g.members, g.written] : [[n.id], [n.id]];
     // updates computed in their argument's buffer write it through its input's binding
-    const into = op === 'fused' ? inPlace(p, members, stored, (j) => by.get(j) ?? j) : new Map<number, number>();
+    const into = op === 'fused' ? updatesIn(members, stored) : new Map<number, number>();
     if (into.size) sig.into = stored.map((s) => (into.has(s) ? inputs.indexOf(into.get(s)!) : -1));
     // the buffers it binds: its inputs (a merged kernel's), but for the hyperparameters it reads
     // from the uniform
@@ -63,6 +64,7 @@ export function attachKernels(p: ProgramJSON): ProgramJSON {
   const hypers = (d: { sig: KernelSig }) => d.sig.inputs.some((i) => i.hyper !== undefined);
   const pairs = besidePairs(p, dispatches);
   const firsts = new Set(pairs.values());
+  const byNode = new Map(dispatches.map((d) => [d.node, d]));
   for (const d of dispatches) {
     if (firsts.has(d.node)) continue; // it runs beside the next dispatch
     const first = pairs.get(d.node);
@@ -72,7 +74,7 @@ export function attachKernels(p: ProgramJSON): ProgramJSON {
       continue;
     }
     // `first` and `d` in one dispatch, at d: first's nodes are computed by it and stored by it
-    const a = dispatches.find((x) => x.node === first)!;
+    const a = byNode.get(first)!;
     for (const m of a.members) fields.set(m, { by: d.node, ...(a.into.has(m) ? { into: a.into.get(m) } : {}) });
     fields.set(a.node, { by: d.node, ...own(a) });
     const mine = { ...own(d), writes: [...d.stored.slice(1), ...a.stored], beside: a.node };

@@ -6,8 +6,8 @@
 // runs as one dispatch and the reader loads nothing its producer just stored.
 //
 // Members are elementwise fused nodes of one shape (the kernel's domain) and at most one *source*:
-// a matmul or conv2d, or such a product's epilogue fused node, of that shape, whose product every other member reads
-// as its `i0`. Whenever a member reads another member, it reads it at its own coordinates (an
+// a matmul or conv2d, or such a product's epilogue fused node, of that shape, whose product every
+// other member reads as its `i0`. Whenever a member reads another member, it reads it at its own coordinates (an
 // operand of the domain's shape, not a reduction line's). The kernel runs where its last member
 // was (the dispatcher), so no other node may read a member before that; it binds the members'
 // other inputs and the members read after it (outputs and updates too), at most MAX_BINDINGS in
@@ -23,7 +23,7 @@
 // The CPU executors ignore all this and run each node as before; only the WebGPU program changes.
 
 import type { AttrValue, NodeJSON, ProgramJSON } from '../../runtime/program.ts';
-import { MAX_BINDINGS, codeLines, fusedProgram, reduction, source, unbound } from '../ops/fused.ts';
+import { MAX_BINDINGS, codeLines, fusedProgram, inputUse, reduction, source, unbound } from '../ops/fused.ts';
 import type { Attrs, DType } from '../ir/node.ts';
 import { ops, type OpKind } from '../ops/registry.ts';
 
@@ -59,18 +59,16 @@ const isSource = (n: NodeJSON): boolean => PRODUCTS.has(n.op) || source(n.attrs 
 /** The input positions of `n` that its program reads only at its own coordinates (not a source's
  *  operands, not a reduction or take line's input), and those a reduction or take line reads. */
 function inputReads(p: ProgramJSON, n: NodeJSON): { direct: Set<number>; reduced: Set<number> } {
-  const [direct, reduced] = [new Set<number>(), new Set<number>()];
-  if (PRODUCTS.has(n.op)) return { direct, reduced };
+  if (PRODUCTS.has(n.op)) return { direct: new Set(), reduced: new Set() };
   const mm = source(n.attrs as Attrs) !== undefined;
   const progIns = mm ? n.inputs.slice(2) : n.inputs;
-  const prog = fusedProgram(codeLines(n.attrs as Attrs), [...(mm ? ['f32' as DType] : []), ...progIns.map((j) => p.nodes[j].dtype)]);
-  for (const l of prog.lines)
-    l.args.forEach((a, j) => a.kind === 'in' && (!mm || a.k > 0) && (l.axes || (l.gather && !j) ? reduced : direct).add(mm ? a.k + 1 : a.k));
-  for (const k of reduced) direct.delete(k);
-  return { direct, reduced };
+  const use = inputUse(fusedProgram(codeLines(n.attrs as Attrs), [...(mm ? ['f32' as DType] : []), ...progIns.map((j) => p.nodes[j].dtype)]));
+  // program input k is node input k + 1 after a product (its i0 is no input of the node's)
+  const positions = (ks: Set<number>) => new Set([...ks].filter((k) => !mm || k > 0).map((k) => (mm ? k + 1 : k)));
+  const reduced = positions(use.reduced);
+  return { direct: new Set([...positions(use.direct)].filter((k) => !reduced.has(k))), reduced };
 }
 
-/** The groups of two or more nodes that run as one kernel, by dispatcher. */
 /** Through aliases (a reshape reads nothing itself: its readers read its input's buffer): the
  *  nodes that read node j's buffer (`later`), and the node whose buffer it is (`home`). */
 function buffers(nodes: readonly NodeJSON[]): { readers: number[][]; later: (j: number) => number[]; home: (j: number) => number } {
@@ -82,6 +80,7 @@ function buffers(nodes: readonly NodeJSON[]): { readers: number[][]; later: (j: 
   return { readers, later, home };
 }
 
+/** The groups of two or more nodes that run as one kernel, by dispatcher. */
 export function mergeGroups(p: ProgramJSON): Map<number, Merged> {
   const nodes = p.nodes;
   const { readers, later, home } = buffers(nodes);
@@ -216,23 +215,28 @@ export interface Dispatch {
  * new parameter or optimizer slot whose old value this kernel reads only at its own element, in
  * the thread that writes the new one, and that nothing reads after it. Such an update then
  * needs neither a buffer of its own nor a binding (it reads and writes the argument's), nor the
- * copy into the argument after the step.
+ * copy into the argument after the step. `at(n)`: the node whose dispatch computes node n.
+ * Returns the test for a dispatch's members and stored nodes.
  */
-export function inPlace(p: ProgramJSON, members: readonly number[], stored: readonly number[], at: (n: number) => number): Map<number, number> {
+export function inPlace(p: ProgramJSON, at: (n: number) => number): (members: readonly number[], stored: readonly number[]) => Map<number, number> {
   const nodes = p.nodes;
-  const d = members[members.length - 1];
-  const into = new Map<number, number>();
   const { later, home } = buffers(nodes);
-  for (const u of p.updates) {
+  // each update's argument, if the old value is not an output (read back after the step)
+  const args = p.updates.flatMap((u) => {
     const arg = p.args.find((a) => a.role === u.role && a.name === u.name)?.node;
-    if (arg === undefined || !stored.includes(u.node) || !sameShape(nodes[arg].shape, nodes[d].shape)) continue;
-    const inside = later(arg).filter((r) => members.includes(r));
-    // (nor is the old value an output, read back after the step)
-    const output = p.outputs.some((o) => home(o.node) === arg);
-    if (!inside.length || output || later(arg).some((r) => !members.includes(r) && at(r) > d)) continue;
-    if (inside.every((m) => candidate(nodes[m]) && nodes[m].inputs.every((j, k) => j !== arg || inputReads(p, nodes[m]).direct.has(k)))) into.set(u.node, arg);
-  }
-  return into;
+    return arg === undefined || p.outputs.some((o) => home(o.node) === arg) ? [] : [[u.node, arg, later(arg)] as const];
+  });
+  return (members, stored) => {
+    const d = members[members.length - 1];
+    const into = new Map<number, number>();
+    for (const [u, arg, readers] of args) {
+      if (!stored.includes(u) || !sameShape(nodes[arg].shape, nodes[d].shape)) continue;
+      const inside = readers.filter((r) => members.includes(r));
+      if (!inside.length || readers.some((r) => !members.includes(r) && at(r) > d)) continue;
+      if (inside.every((m) => candidate(nodes[m]) && nodes[m].inputs.every((j, k) => j !== arg || inputReads(p, nodes[m]).direct.has(k)))) into.set(u, arg);
+    }
+    return into;
+  };
 }
 
 /** Dispatches that run side by side, the second's node to the first's: neighbours (in program
@@ -248,8 +252,8 @@ export function besidePairs(p: ProgramJSON, dispatches: readonly Dispatch[]): Ma
     const stored = new Set(a.stored);
     if (b.reads.some((j) => stored.has(home(j)))) return;
     // neither reads an argument the other updates in place
-    const args = (x: Dispatch) => new Set(x.into.values());
-    if (b.reads.some((j) => args(a).has(home(j))) || a.reads.some((j) => args(b).has(home(j)))) return;
+    const [argsA, argsB] = [new Set(a.into.values()), new Set(b.into.values())];
+    if (b.reads.some((j) => argsA.has(home(j))) || a.reads.some((j) => argsB.has(home(j)))) return;
     // (bound as runtime/program.ts binds them; an update in place takes its argument's binding)
     const outs = (x: Dispatch) => x.stored.filter((s) => !x.into.has(s)).length;
     if (a.reads.length + new Set(b.reads.filter((j) => !a.reads.includes(j))).size + outs(a) + outs(b) > MAX_BINDINGS) return;

@@ -196,6 +196,15 @@ function parse(code: readonly string[], dtypes: readonly DType[], lineType: Line
   return p;
 }
 
+/** The program's inputs read at the output coordinates (`direct`: a line's operand, a take's
+ *  index) and those a reduction or take line reads along its rows (`reduced`); an input can be
+ *  both. */
+export function inputUse(p: FusedProgram): { direct: Set<number>; reduced: Set<number> } {
+  const [direct, reduced] = [new Set<number>(), new Set<number>()];
+  for (const l of p.lines) l.args.forEach((a, j) => a.kind === 'in' && (l.axes || (l.gather && !j) ? reduced : direct).add(a.k));
+  return { direct, reduced };
+}
+
 /** The lines of a fused node's `code` (a string: an array of strings would read as symbolic
  *  dimensions to `symbolsOf`). */
 export const codeLines = (attrs: Attrs): string[] => {
@@ -344,7 +353,7 @@ function wgslFused(sig: KernelSig) {
   });
   // inputs read at the output coordinates (not only reduced), each indexed as cheaply as its shape
   // allows: by the output element (elementwise kernels) or by the coordinates (the others)
-  const direct = new Set(p.lines.flatMap((l) => (l.axes ? [] : (l.gather ? l.args.slice(1) : l.args).flatMap((a) => (a.kind === 'in' ? [a.k] : [])))));
+  const { direct } = inputUse(p);
   const index = (shape: Shape) =>
     red ? wgslCoordIndex(shape, domain, (a) => `d${a}`) : mm ? wgslCoordIndex(shape, domain, (a) => `M(OUT + ${a}u)`) : wgslElementIndex(shape, domain);
   const load = (inp: KernelSig['inputs'][number], k: number) =>
@@ -422,7 +431,6 @@ type Def = { v: string; t: DType; e: string; once: boolean } | string;
 
 /** Line k, the reduction of input K (of `rank` and `dtype`) over `axes`: a loop over the reduced
  *  positions, the other coordinates the output's (`at`: which one). */
-
 function reductionLine(l: Line, k: number, { rank, dtype }: { rank: number; dtype: DType }, at: (a: number) => number): string {
   const K = (l.args[0] as { k: number }).k;
   const row = reduceRows[l.op as LineReduction];
@@ -478,7 +486,7 @@ export const fusedOps = {
           throw new ShapeError(`fused: ${shapeStr(x.shape)} reduced over [${axes}] is not ${shapeStr(shape as Dim[])}`);
         if (l.gather && !sameShape(left, shape as Dim[])) throw new ShapeError(`fused: take from ${shapeStr(x.shape)} at ${shapeStr(shape as Dim[])}`);
       }
-      const direct = new Set(p.lines.flatMap((l) => (l.axes ? [] : (l.gather ? l.args.slice(1) : l.args).flatMap((a) => (a.kind === 'in' ? [a.k - (mm ? 1 : 0)] : [])))));
+      const direct = new Set([...inputUse(p).direct].map((k) => k - (mm ? 1 : 0)));
       ins.forEach((x, k) => {
         if ((direct.has(k) || !reduced.length) && !sameShape(broadcastShapes([x.shape, shape as Dim[]]), shape as Dim[]))
           throw new ShapeError(`fused: input ${shapeStr(x.shape)} does not broadcast to ${shapeStr(shape as Dim[])}`);
