@@ -92,7 +92,7 @@ function operandView(m: Node, x: Node, vm: Shape): Shape {
 /** A reduction whose elementwise producers fuse into its loads (reductions keep their dims after
  *  simplification; the reshape that drops them is an alias). */
 const REDUCE = new Set(['sum', 'mean', 'reduce_max', 'reduce_min']);
-const reduceRoot = (n: Node): boolean => REDUCE.has(n.op) && n.attrs.keepdims === true;
+export const reduceRoot = (n: Node): boolean => REDUCE.has(n.op) && n.attrs.keepdims === true;
 
 /** A reduction of at most this many values per result folds into its readers' threads; a symbolic
  *  dim counts as small (the batch: a step's batch bounds it). */

@@ -21,9 +21,9 @@ import { staticSize, type Node } from '../ir/node.ts';
 import type { ReduceKind } from '../ops/registry.ts';
 import type { ConvOpts } from '../ops/conv.ts';
 import { rewriteGraph, rule } from './rewrite.ts';
+import { reduceRoot } from './fuse.ts';
 import type { Pass } from './pipeline.ts';
 
-const REDUCE = new Set(['sum', 'mean', 'reduce_max', 'reduce_min']);
 /** At most this many results: fewer threads than a few workgroups' worth. */
 const FEW = 1024;
 /** At least this many values per result (a symbolic outermost axis, the batch, counted as BATCH)
@@ -34,7 +34,7 @@ const BATCH = 64;
 /** A reduction (dims kept, as simplification leaves them) over two or more axes, the inner ones
  *  static, of at least MANY values per result into at most FEW results. */
 function worthSplitting(n: Node): boolean {
-  if (!REDUCE.has(n.op) || n.attrs.keepdims !== true) return false;
+  if (!reduceRoot(n)) return false;
   const [a0, ...inner] = n.attrs.axes as number[];
   const x = n.inputs[0];
   const count = staticSize(inner.map((a) => x.shape[a]));
