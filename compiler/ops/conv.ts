@@ -337,7 +337,7 @@ ${wgslCommon(a)}
 ${MAIN} {
   let i = thread_id(gid, nwg);
   let OH = i32(M(IN0 + 1u)); let OW = i32(M(IN0 + 2u)); let F = M(IN0 + 3u);
-  let KH = M(IN1 + 0u); let KW = M(IN1 + 1u); let CG = M(IN1 + 2u);
+  ${filterDims(sig).decl}
   let H = M(OUT + 1u); let W = M(OUT + 2u); let NC = M(OUT + 3u);
   ${tileIndex(t, 'W', 'M(OUT + 0u) * H')}
   let y = i32(p % H); let bi = p / H;
