@@ -68,16 +68,16 @@ const empty: Dispatch = (() => {
 function flops(p: ProgramJSON, i: number, shapes: number[][]): number {
   const n = p.nodes[i];
   const out = numel(shapes[i]);
-  const trans = n.attrs.matmul as string | undefined;
-  if (n.attrs.conv2d === true) return flops({ ...p, nodes: p.nodes.map((x) => (x.id === i ? { ...x, op: 'conv2d' } : x)) }, i, shapes);
-  if (n.op === 'matmul' || trans) {
+  // a fused node's product (its epilogue's i0)
+  const op = n.attrs.conv2d === true ? 'conv2d' : n.attrs.matmul ? 'matmul' : n.op;
+  if (op === 'matmul') {
     const a = shapes[n.inputs[0]];
-    const transA = n.op === 'matmul' ? n.attrs.transA : trans![0] === 't';
+    const transA = n.op === 'matmul' ? n.attrs.transA : String(n.attrs.matmul)[0] === 't';
     return 2 * out * a[a.length - (transA ? 2 : 1)];
   }
-  if (n.op === 'conv2d' || n.op === 'conv2d_backprop_input') {
+  if (op === 'conv2d' || op === 'conv2d_backprop_input') {
     const w = shapes[n.inputs[1]];
-    return 2 * out * w[0] * w[1] * (n.op === 'conv2d' ? w[2] : w[3] / (shapes[i][3] / w[2]));
+    return 2 * out * w[0] * w[1] * (op === 'conv2d' ? w[2] : w[3] / (shapes[i][3] / w[2]));
   }
   if (n.op === 'conv2d_backprop_filter') {
     // (split over chunks of the batch, [S, KH, KW, Cg, F]: each image's terms once)

@@ -12,7 +12,7 @@ import type { Manifest, ProgramJSON } from '../../runtime/program.ts';
 import { nodeShapes, numel } from '../../runtime/shapes.ts';
 import { planMemory } from '../../runtime/memory.ts';
 import { bundleJs } from './bundle.ts';
-import { codeLines } from '../ops/fused.ts';
+import { codeLines, product, source } from '../ops/fused.ts';
 import type { Attrs } from '../ir/node.ts';
 
 export interface ProgramStats {
@@ -77,9 +77,9 @@ function nodeFlops(op: string, attrs: Record<string, unknown>, out: number[], in
     case 'fused': {
       // a matmul's or convolution's epilogue: the product (its i0), then the program over it and
       // inputs 2..
-      const mm = attrs.matmul !== undefined || attrs.conv2d === true;
-      let n = attrs.conv2d === true ? nodeFlops('conv2d', attrs, out, ins) : mm ? nodeFlops('matmul', { transA: String(attrs.matmul)[0] === 't' }, out, ins) : 0;
-      if (mm) ins = [out, ...ins.slice(2)];
+      const src = source(attrs as Attrs);
+      let n = src ? nodeFlops(src, src === 'matmul' ? product(attrs as Attrs)! : attrs, out, ins) : 0;
+      if (src) ins = [out, ...ins.slice(2)];
       // lines over one-element values only run once (the CPU kernel hoists them)
       const uniform: boolean[] = [];
       for (const line of codeLines(attrs as Attrs)) {
