@@ -160,10 +160,10 @@ export class WebGPUExecutor {
     }
     pass.end();
     for (const i of wanted) copy(enc, plan.bufs[p.outputs[i].node], plan.staging, plan.outOffsets[i], bytes(plan.shapes[p.outputs[i].node]));
-    for (const u of p.updates) {
-      const dst = this.tensors.get(argKey(u))!.buffer;
-      if (plan.bufs[u.node] !== dst) copy(enc, plan.bufs[u.node], dst, 0, bytes(plan.shapes[u.node]));
-    }
+    p.updates.forEach((u, k) => {
+      const { to, size } = this.undo[k];
+      if (plan.bufs[u.node] !== to) copy(enc, plan.bufs[u.node], to, 0, size);
+    });
     this.device.queue.submit([enc.finish()]);
     if (!wanted.length) return {};
 
