@@ -18,10 +18,10 @@ import { DataError } from './data.ts';
 /** A program that cannot be exported: printed as one line, like every user mistake. */
 export class ExportError extends DataError {}
 
-/** The passes before fusion: ONNX gets primitive ops, with the algebraic and stability rewrites
- *  done. */
+/** The passes before those that shape kernels (`split`, `fuse`): ONNX gets primitive ops, with the
+ *  algebraic and stability rewrites done. */
 const beforeFusion = (() => {
-  const at = passes.findIndex((p) => p.name === 'fuse');
+  const at = passes.findIndex((p) => p.name === 'split' || p.name === 'fuse');
   return at < 0 ? passes : passes.slice(0, at);
 })();
 
