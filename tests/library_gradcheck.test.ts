@@ -23,7 +23,7 @@ import { compileModel, float, libraryFn, libraryLayer, libraryMethod, modelGradc
 const SCALE = Number(process.env.LG_SCALE ?? 1);
 const RUNS = 200 * SCALE; // cheap entries
 const HEAVY = 100 * SCALE; // layers with several parameters, convolutions, pooling
-const TOL = 1e-6; // the harness's rule: |a - b| / max(Σ|vjp_j t_j|, |b|, 1e-8), ε = 1e-6 · max(1, max|x|)
+const TOL = 1e-6; // the harness's rule (gradError): |a - b| less rounding, / max(Σ|vjp_j t_j|, |b|, 1e-8), ε = 1e-6 · max(1, max|x|)
 
 /** Seeds of gradcheck whose first 16 draws (the cotangent, then the directions) are at least 0.05
  *  from 0: with one or two elements a tiny ⟨ct, t⟩ would leave the derivative under the roundoff of

@@ -27,7 +27,7 @@ import { runCpu } from '../../runtime/cpu.ts';
 import { cpuKernels } from '../../runtime/cpu_kernels.ts';
 import type { Manifest } from '../../runtime/program.ts';
 import { argKey } from '../../runtime/shapes.ts';
-import { evalCpu, rng, type GradcheckResult } from './harness.ts';
+import { evalCpu, gradError, rng, type GradcheckResult } from './harness.ts';
 
 const FILE = resolve('tests/virtual/library.dlm');
 const SPAN: Span = { file: FILE, start: 0, end: 0, line: 1, col: 1 };
@@ -271,6 +271,7 @@ export function modelGradcheck(m: Manifest, feeds: Readonly<Record<string, Tenso
     }
     return run(moved).loss.data[0];
   };
-  const b = (loss(1) - loss(-1)) / (2 * h);
-  return { rel: Math.abs(a - b) / Math.max(scale, Math.abs(b), 1e-8), a, b };
+  const [up, down] = [loss(1), loss(-1)];
+  const b = (up - down) / (2 * h);
+  return { rel: gradError(a, b, scale, Math.abs(up) + Math.abs(down), h), a, b };
 }
