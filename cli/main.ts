@@ -121,7 +121,9 @@ async function train(file: string, o: TrainOptions) {
       if (o.backend === 'webgpu' && !device) throw new UserError('--backend webgpu: no WebGPU adapter found (on a machine without a GPU, install Debian\'s chromium for SwiftShader)');
       backend = device ? 'webgpu' : 'cpu';
     }
-    return Model.create(m, cpuKernels, { backend, device, seed });
+    // WebGPU from the start: here the CPU's wasm kernels are built with binaryen, whose import
+    // alone takes longer than compiling the pipelines (a bundle ships kernels.wasm built)
+    return Model.create(m, cpuKernels, { backend, device, seed, startOnCpu: false });
   };
 
   // A resumed run takes its settings from the checkpoint; flags that differ win, with a note.

@@ -1,5 +1,6 @@
 // The model an app holds: parameters, state and optimizer slots living on one backend (WebGPU or
-// the CPU), and the compiled programs run against them. The CLI and every bundle use this class.
+// the CPU; a WebGPU model starts on the CPU while its pipelines compile), and the compiled programs
+// run against them. The CLI and every bundle use this class.
 
 import type { Tensor, TypedArray } from '../compiler/ops/types.ts';
 import type { Manifest, ProgramJSON, TensorSpec } from './program.ts';
@@ -23,6 +24,9 @@ export interface ModelOptions {
   /** Trained weights, as `save()` wrote them (or `dlc compile --checkpoint`): the bytes, or where to
    *  load them from (a URL, or in Node a file path); null: none, even in a bundle that has some. */
   weights?: ArrayBuffer | ArrayBufferView | URL | string | null;
+  /** On WebGPU: until the training step's pipelines are compiled, run on the CPU, then move every
+   *  tensor to the GPU before the next run (default true; see `runsOn`). */
+  startOnCpu?: boolean;
 }
 
 export interface ModelFitOptions {
@@ -86,13 +90,18 @@ export class Model {
   /** Run-time hyperparameters of the learning-rate schedule, if the model has one. */
   readonly schedule: Record<string, number>;
   private disposed = false;
+  /** Whether the WebGPU training step's pipelines are compiled. */
+  private compiled = false;
 
   private constructor(
     readonly manifest: Manifest,
     readonly backend: Backend,
-    private readonly exec: Executor,
+    /** The backend's executor. */
+    private readonly target: Executor,
     private readonly kernels: CpuKernels,
     readonly seed: number,
+    /** Where a WebGPU model runs until its training pipelines are compiled (startOnCpu). */
+    private first?: CpuExecutor,
   ) {
     this.hypers = { ...manifest.optimizer.hypers };
     this.schedule = { ...manifest.schedule?.hypers };
@@ -102,15 +111,16 @@ export class Model {
     const seed = opts.seed ?? manifest.train.seed;
     const device = opts.backend === 'cpu' ? undefined : (opts.device ?? (await defaultDevice()));
     if (opts.backend === 'webgpu' && !device) throw new Error('WebGPU was asked for, but no adapter is available');
-    const exec: Executor = device ? new WebGPUExecutor(device) : await CpuExecutor.create(kernels, manifest);
-    const model = new Model(manifest, device ? 'webgpu' : 'cpu', exec, kernels, seed);
-    // The training step's pipelines start compiling now, while the initial values are computed, so
-    // the first step waits less (errors show at its first run); evaluate's and predict's compile at
-    // their first runs.
-    if (exec instanceof WebGPUExecutor) exec.prepare(manifest.programs.train).catch(() => {});
+    const gpu = device && new WebGPUExecutor(device);
+    // The training step's pipelines start compiling now (errors show at the step's first run on the
+    // GPU); evaluate's and predict's compile at their first runs.
+    const compiled = gpu?.prepare(manifest.programs.train).catch(() => {});
+    const cpu = !gpu || opts.startOnCpu !== false ? await CpuExecutor.create(kernels, manifest) : undefined;
+    const model = new Model(manifest, gpu ? 'webgpu' : 'cpu', (gpu ?? cpu)!, kernels, seed, gpu && cpu);
+    compiled?.then(() => (model.compiled = true));
     // Initial values are computed on the CPU, so every backend starts from the same numbers.
     const init = runCpu(manifest.programs.init, kernels, { 'hyper:key': { data: new Int32Array([seed, 0]), shape: [2] } }, Float32Array);
-    for (const [k, t] of Object.entries(init.updates)) exec.write(k, t);
+    for (const [k, t] of Object.entries(init.updates)) model.exec.write(k, t);
     if (opts.weights != null) {
       try {
         model.restore(await loadBytes(opts.weights));
@@ -120,6 +130,24 @@ export class Model {
       }
     }
     return model;
+  }
+
+  /** Where the next program runs: 'cpu' while a WebGPU model's training pipelines compile (`startOnCpu`). */
+  get runsOn(): Backend {
+    return this.first && !this.compiled ? 'cpu' : this.backend;
+  }
+
+  /** The executor of the next call. A WebGPU model that started on the CPU moves its parameters,
+   *  state and slots to the GPU here, once the training step's pipelines are compiled (SwiftShader
+   *  takes about a second for LeNet-5's, as long as 40 of its steps on the CPU). */
+  private get exec(): Executor {
+    const cpu = this.first;
+    if (cpu && this.compiled) {
+      for (const [k, t] of Object.entries(cpu.values(this.saved().map((e) => e.key)))) this.target.write(k, t);
+      cpu.dispose();
+      this.first = undefined;
+    }
+    return this.first ?? this.target;
   }
 
   /** Trains on `data` (arrays by input name, the first dim the example) in shuffled batches; resolves
@@ -159,9 +187,10 @@ export class Model {
   async trainStep(batch: Feeds): Promise<Record<string, number>> {
     const p = this.manifest.programs.train;
     const feeds = { ...this.feeds(batch, p), ...this.stepHypers(this.step + 1) };
-    const out = scalars(await this.exec.run(p, feeds));
+    const exec = this.exec; // the step is undone where it ran
+    const out = scalars(await exec.run(p, feeds));
     if (!Number.isFinite(out.loss)) {
-      this.exec.rollback();
+      exec.rollback();
       throw await this.diagnose(p, feeds, out.loss);
     }
     this.step++;
@@ -324,7 +353,8 @@ export class Model {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    this.exec.dispose();
+    this.first?.dispose();
+    this.target.dispose();
   }
 
   private saved(): { key: string; spec: TensorSpec }[] {

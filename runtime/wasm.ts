@@ -309,6 +309,11 @@ export class CpuExecutor {
   }
 
   async read(keys: readonly string[]): Promise<Record<string, Tensor>> {
+    return this.values(keys);
+  }
+
+  /** `read`, at once. */
+  values(keys: readonly string[]): Record<string, Tensor> {
     return Object.fromEntries(keys.map((k) => [k, this.copy(this.tensors.get(k)!)]));
   }
 

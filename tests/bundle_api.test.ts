@@ -45,7 +45,8 @@ if (backend === 'webgpu') {
     return b;
   };
 }
-const opts = (more = {}) => ({ backend, device, ...more });
+// on WebGPU, every call runs there (not on the CPU while the pipelines compile: startOnCpu)
+const opts = (more = {}) => ({ backend, device, startOnCpu: false, ...more });
 async function thrown(fn) {
   try { await fn(); return null; } catch (e) { return { name: e?.name, isDlcInputError: e instanceof DlcInputError, message: String(e?.message) }; }
 }

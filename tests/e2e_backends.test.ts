@@ -37,7 +37,7 @@ describe.skipIf(!gpu).each(['mnist_mlp', 'lenet5', 'mnist_mlp_bn'])('WebGPU and 
     manifest = r.manifest;
     ({ train, test } = mnist(manifest.inputs, SEED));
     cpu = await Model.create(manifest, cpuKernels, { backend: 'cpu', seed: SEED });
-    webgpu = await Model.create(manifest, cpuKernels, { backend: 'webgpu', device: gpu!, seed: SEED });
+    webgpu = await Model.create(manifest, cpuKernels, { backend: 'webgpu', device: gpu!, seed: SEED, startOnCpu: false });
     return () => {
       cpu.dispose();
       webgpu.dispose();

@@ -600,7 +600,7 @@ describe('fusion on the MNIST MLP', () => {
     const y = Int32Array.from({ length: 64 }, () => Math.floor(r() * 10));
     const device = (await gpuDevice())!;
     const losses = async (m: typeof fused) => {
-      const model = await Model.create(m, cpuKernels, { backend: 'webgpu', device, seed: 1 });
+      const model = await Model.create(m, cpuKernels, { backend: 'webgpu', device, seed: 1, startOnCpu: false });
       const out: number[] = [];
       for (let k = 0; k < 3; k++) out.push((await model.trainStep({ x, y })).loss);
       model.dispose();

@@ -13,7 +13,7 @@ const { train, test } = mnist(manifest.inputs, manifest.train.seed);
 const gpu = await gpuDevice();
 
 async function testAccuracy(backend: 'cpu' | 'webgpu'): Promise<number> {
-  const model = await Model.create(manifest, cpuKernels, { backend, device: gpu ?? undefined });
+  const model = await Model.create(manifest, cpuKernels, { backend, device: gpu ?? undefined, startOnCpu: false });
   const t = manifest.train;
   await fit(model, train, { epochs: t.epochs, batch: t.batch, shuffle: t.shuffle, seed: t.seed });
   const { accuracy } = await evaluate(model, test);

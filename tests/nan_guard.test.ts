@@ -15,7 +15,7 @@ describe('the NaN guard', () => {
   // values before the step are kept aside before it runs
   it.each(['cpu', ...(gpu ? ['webgpu' as const] : [])] as const)('undoes the failing step and names its op and source (%s)', async (backend) => {
     const m = compile('tests/fixtures/diverge.dlm').manifest!;
-    const model = await Model.create(m, cpuKernels, { backend, device: gpu ?? undefined });
+    const model = await Model.create(m, cpuKernels, { backend, device: gpu ?? undefined, startOnCpu: false });
     const next = rng(2);
     const batch = { x: Float32Array.from({ length: 64 * 784 }, next), y: Float32Array.from({ length: 640 }, () => (next() < 0.1 ? 1 : 0)) };
     let error: unknown;

@@ -104,6 +104,9 @@ export interface ModelOptions {
   /** Trained weights (what save() or \`dlc compile --checkpoint\` wrote): the bytes, or a URL (in Node
    *  also a file path) to load them from; null: none. ${weights ? `Default: ./${weights} beside model.js.` : 'Default: none, the initial parameters from the seed.'} */
   weights?: ArrayBuffer | ArrayBufferView | URL | string | null;
+  /** On WebGPU, run on the CPU until the training step's pipelines are compiled, then move to the
+   *  GPU (default true): the first steps do not wait for the pipelines. See \`runsOn\`. */
+  startOnCpu?: boolean;
 }
 
 export interface EpochStats {
@@ -137,6 +140,8 @@ export interface FitOptions {
 
 export interface Model {
   readonly backend: 'webgpu' | 'cpu';
+  /** Where the next call runs: 'cpu' while a WebGPU model's pipelines compile (startOnCpu). */
+  readonly runsOn: 'webgpu' | 'cpu';
   /** Updates taken so far. */
   step: number;
   /** Epochs trained so far (fit counts on from here). */
