@@ -19,22 +19,25 @@ export interface DlcModel {
   trainStep(batch: Record<string, Float32Array | Int32Array | { data: Float32Array; shape: number[] }>): Promise<Record<string, number>>;
   predict(inputs: Record<string, { data: Float32Array; shape: number[] }>): Promise<Record<string, { data: ArrayLike<number> }>>;
   setParams(byName: Record<string, Float32Array>): void;
+  /** Where the next step runs: "cpu" while a WebGPU model's pipelines compile (startOnCpu). */
+  readonly runsOn: DlcBackend;
   dispose(): void;
 }
 
 /** A compiled bundle's model.js. */
 export interface Bundle {
   spec: Manifest;
-  createModel(opts: { backend: DlcBackend }): Promise<DlcModel>;
+  createModel(opts: { backend: DlcBackend; startOnCpu?: boolean }): Promise<DlcModel>;
 }
 
 export async function importBundle(modelJs: string): Promise<Bundle> {
   return (await import(pathToFileURL(modelJs).href)) as Bundle;
 }
 
-/** The bundle's model, as an app creates it. */
-export async function fromBundle(bundle: Bundle, backend: DlcBackend, w: Workload, params: Params): Promise<Engine> {
-  return dlcEngine(await bundle.createModel({ backend }), bundle.spec.params, backend, w, params);
+/** The bundle's model, as an app creates it (`startOnCpu: false`: its first step waits for the
+ *  WebGPU pipelines instead of running on the CPU meanwhile). */
+export async function fromBundle(bundle: Bundle, backend: DlcBackend, w: Workload, params: Params, startOnCpu = true): Promise<Engine> {
+  return dlcEngine(await bundle.createModel({ backend, startOnCpu }), bundle.spec.params, backend, w, params);
 }
 
 /** A dlc model as an engine, with the shared weights loaded. */
@@ -50,6 +53,9 @@ export function dlcEngine(model: DlcModel, specs: TensorSpec[], backend: DlcBack
     name: `dlc-${backend}`,
     async step(x, y) {
       return (await model.trainStep({ x: { data: x, shape: [y.length, ...w.input] }, y })).loss;
+    },
+    async settle() {
+      while (model.runsOn !== backend) await new Promise((r) => setTimeout(r, 5));
     },
     async predict(x, batch) {
       return (await model.predict({ x: { data: x, shape: [batch, ...w.input] } })).probs.data as Float32Array;

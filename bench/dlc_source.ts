@@ -46,8 +46,8 @@ export async function buildBundle(w: Workload, dir: string): Promise<{ dispatche
   }
 }
 
-/** Compile, then the runtime's Model, as `dlc train` does. */
+/** Compile, then the runtime's Model, as `dlc train` does (cli/main.ts: on WebGPU from the start). */
 export async function fromSource(backend: DlcBackend, w: Workload, params: Params): Promise<Engine> {
   const manifest = compileOrThrow(w);
-  return dlcEngine(await Model.create(manifest, cpuKernels, { backend }), manifest.params, backend, w, params);
+  return dlcEngine(await Model.create(manifest, cpuKernels, { backend, startOnCpu: false }), manifest.params, backend, w, params);
 }

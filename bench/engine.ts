@@ -27,6 +27,9 @@ export interface Engine {
   step(x: Float32Array, y: Int32Array): Promise<number>;
   /** Forward pass to class probabilities, [batch, 10] row-major (workloads with inference). */
   predict?(x: Float32Array, batch: number): Promise<Float32Array>;
+  /** Untimed, after the first step: until the engine runs as its timed steps will (dlc-webgpu:
+   *  until a model that started on the CPU runs on the GPU). */
+  settle?(): Promise<void>;
   /** Peak bytes by the engine's own bookkeeping over one more training step (tfjs: tf.profile). */
   peakBytes?(x: Float32Array, y: Int32Array): Promise<number>;
   dispose(): Promise<void>;
@@ -243,6 +246,7 @@ export async function timeEngine(make: () => Promise<Engine>, w: Workload, opts:
       return times;
     };
     const train = async () => losses.push(await engine.step(x, y));
+    await engine.settle?.();
     await timed(opts.warmup, train, 1);
     const times = await timed(opts.iters, train);
     // More steps for the sanity check, as the budget allows (6 at least: it compares 3 and 3).

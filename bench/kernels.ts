@@ -91,7 +91,7 @@ for (const w of workloads) {
   const ex = EXAMPLES[w];
   const r = compile(fileURLToPath(new URL(`../examples/${ex.dlm}.dlm`, import.meta.url)));
   if (!r.manifest) throw new Error(r.diagnostics.map((d) => d.message).join('; '));
-  const model = await Model.create(r.manifest, cpuKernels, { backend: 'webgpu', device });
+  const model = await Model.create(r.manifest, cpuKernels, { backend: 'webgpu', device, startOnCpu: false });
   const { x, y } = randomBatch(ex.batch, 1);
   const batch = { x: { data: x, shape: [ex.batch, ...ex.input] }, y: { data: y, shape: [ex.batch] } };
   const step = () => (which === 'train' ? model.trainStep(batch) : model.predict({ x: batch.x }));

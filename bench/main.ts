@@ -58,7 +58,7 @@ const dlc = (backend: "cpu" | "webgpu"): EngineSpec["load"] => async (w, params,
   const t0 = performance.now();
   const bundle = await importBundle(job.modelJs!);
   console.log(`dlc-${backend} ${w.name}: import model.js ${(performance.now() - t0).toFixed(0)} ms (not in the first step)`);
-  return () => fromBundle(bundle, backend, w, params);
+  return () => fromBundle(bundle, backend, w, params, job.mode !== "gpu-first");
 };
 const tfjs = (backend: "cpu" | "wasm" | "webgpu"): EngineSpec["load"] => async (w, params) => {
   const { tfjsEngine } = await import("./peers/tfjs.ts");
@@ -82,15 +82,16 @@ export const ENGINES: EngineSpec[] = [
 interface Job {
   engine: string;
   workload: WorkloadName;
-  /** run: time the engine; source: dlc's first step from the .dlm only. */
-  mode: "run" | "source";
+  /** run: time the engine; source: dlc's first step from the .dlm only; gpu-first: dlc-webgpu's
+   *  first step from the bundle with its WebGPU pipelines compiled first (startOnCpu: false). */
+  mode: "run" | "source" | "gpu-first";
   modelJs?: string;
   warmup: number;
   iters: number;
   budgetMs: number;
 }
 
-type ChildReply = { result: TimingResult } | { sourceFirstStepMs: number } | { error: string };
+type ChildReply = { result: TimingResult } | { firstStepMs: number } | { error: string };
 
 async function child(job: Job): Promise<ChildReply> {
   trackWasmMemory();
@@ -100,15 +101,15 @@ async function child(job: Job): Promise<ChildReply> {
   try {
     if (spec.webgpu) await ensureNodeWebGPU();
     const make = await spec.load(w, params, job);
-    if (job.mode === "source") {
+    if (job.mode !== "run") {
       const { x, y } = randomBatch(w.batch, 1);
       const t0 = performance.now();
       const engine = await make();
       const loss = await engine.step(x, y);
       const ms = performance.now() - t0;
-      console.log(`${job.engine} ${w.name}: .dlm -> first loss ${ms.toFixed(0)} ms (loss ${loss.toFixed(4)})`);
+      console.log(`${job.engine} ${w.name}: ${job.mode === "source" ? ".dlm" : "createModel, pipelines first,"} -> first loss ${ms.toFixed(0)} ms (loss ${loss.toFixed(4)})`);
       await engine.dispose();
-      return { sourceFirstStepMs: ms };
+      return { firstStepMs: ms };
     }
     const result = await timeEngine(make, w, { ...job, memory: spec.memory, log: console.log });
     return { result };
@@ -221,8 +222,13 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<Resu
         else console.log(`   step ${fmtMs(r.stepMedianMs)} ms (median of ${r.stepIters}), first step ${fmtMs(r.firstStepMs)} ms`);
         if (spec.name.startsWith("dlc-")) {
           const s = await runChild({ ...job, mode: "source" }, timeoutS);
-          if ("sourceFirstStepMs" in s) r.sourceFirstStepMs = s.sourceFirstStepMs;
+          if ("firstStepMs" in s) r.sourceFirstStepMs = s.firstStepMs;
           else r.sourceError = "error" in s ? s.error : "?";
+        }
+        if (spec.name === "dlc-webgpu" && job.modelJs) {
+          const s = await runChild({ ...job, mode: "gpu-first" }, timeoutS);
+          if ("firstStepMs" in s) r.gpuFirstStepMs = s.firstStepMs;
+          else r.gpuFirstError = "error" in s ? s.error : "?";
         }
         results.push(r);
       }
@@ -240,8 +246,9 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<Resu
     }
     console.log("\n" + report.table());
     console.log(
-      "first step: engine creation -> first loss on the host, cold process (dlc: createModel of the compiled bundle);" +
-        " from .dlm: dlc's compile -> Model.create -> first loss",
+      "first step: engine creation -> first loss on the host, cold process (dlc: createModel of the compiled bundle;" +
+        " dlc-webgpu's first steps run on the CPU while its pipelines compile); pipelines first: dlc-webgpu with" +
+        " startOnCpu: false, its first step on the GPU; from .dlm: dlc's compile -> Model.create -> first loss",
     );
     console.log("peak memory: " + [...new Set(specs.map((s) => s.memory))].map((k) => `${specs.filter((s) => s.memory === k).map((s) => s.name).join(", ")}: ${MEMORY_NOTES[k]}`).join(";\n  "));
     const failures = report.failures();
