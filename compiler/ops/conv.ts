@@ -395,6 +395,14 @@ function wgslBackpropFilter(sig: KernelSig): KernelSource {
         }
       }
     }`;
+  const several = `${PX.map((r) => `let cr${r} = min(x0 + ${r}u, CG - 1u);`).join(' ')}
+    ${loops(PX.map((r) => read(r, `cr${r}`) + step(r, `cr${r}`)).join('\n          '))}`;
+  const one = loops(read(null, 'x0') + step(null, 'x0'));
+  // Only the tiles that start at the last channel (CG % PIX == 1) read one; with CG known, the
+  // kernel has just the loops it runs (half the code for LeNet-5's layers: faster pipeline builds)
+  const cg = sig.output.shape[o + 2];
+  const both = `if (x0 + 1u < CG) {\n${several}\n  } else {\n${one}\n  }`;
+  const channels = typeof cg !== 'number' || (cg > 1 && cg % PIX === 1) ? both : cg === 1 ? one : several;
   const code = `
 ${wgslCommon(a)}
 ${MAIN} {
@@ -409,12 +417,7 @@ ${MAIN} {
   let rh = tap_range(kh * DH - PT, SH, H, i32(OH));
   let rw = tap_range(kw * DW - PL, SW, W, i32(OW));
   ${ACCS}
-  if (x0 + 1u < CG) {
-    ${PX.map((r) => `let cr${r} = min(x0 + ${r}u, CG - 1u);`).join(' ')}
-    ${loops(PX.map((r) => read(r, `cr${r}`) + step(r, `cr${r}`)).join('\n          '))}
-  } else {
-    ${loops(read(null, 'x0') + step(null, 'x0'))}
-  }
+  ${channels}
   ${storeTile('CG', '(p * CG + x0 + r) * NC + c0')}
 }`;
   return { code, grid: TILE };
