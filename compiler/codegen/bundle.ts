@@ -55,6 +55,8 @@ export async function bundleJs(manifest: Manifest, minify = false, weights?: str
     minify,
     write: false,
     legalComments: 'none',
+    // fields assigned in constructors, not also declared (define semantics): fewer bytes
+    tsconfigRaw: { compilerOptions: { useDefineForClassFields: false } },
     plugins: [
       {
         name: 'dlc-virtual',
