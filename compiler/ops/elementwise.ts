@@ -12,6 +12,7 @@ import * as b from '../ir/build.ts';
 import { ShapeError, broadcastShapes, typeStr, type Attrs, type DType, type Node, type Shape } from '../ir/node.ts';
 import type { UnaryKind, BinaryKind } from './registry.ts';
 import type { CpuCtx, CpuKernel, KernelSig, KernelSource, OpDef, Tensor, TypedArray } from './types.ts';
+import { numel } from '../../runtime/shapes.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Shared helpers (reduce, leaf and random use them too)
@@ -26,7 +27,6 @@ export function alloc(dtype: DType, n: number, ctx: CpuCtx): TypedArray {
   return dtype === 'f32' ? new ctx.float(n) : new Int32Array(n);
 }
 
-export const numel = (shape: readonly number[]): number => shape.reduce((p, d) => p * d, 1);
 
 /** `o` with `f` applied to each value. (Tables built with it are marked pure, so that one nothing
  *  uses leaves a bundle.) */

@@ -38,7 +38,7 @@
 import { ShapeError, broadcastShapes, sameShape, shapeStr, type Attrs, type DType, type Dim, type Node, type Shape } from '../ir/node.ts';
 import type { CpuCtx, CpuKernel, KernelSig, OpDef, Tensor, TypedArray } from './types.ts';
 import {
-  MAIN, WGSL_BITS, alloc, elementKernel, rowKernel, elementwiseRows, numel, resultType, scalarRows, valueType, wgslCoordIndex, wgslCoords, wgslElementIndex, wgslLiteral,
+  MAIN, WGSL_BITS, alloc, elementKernel, rowKernel, elementwiseRows, resultType, scalarRows, valueType, wgslCoordIndex, wgslCoords, wgslElementIndex, wgslLiteral,
   type ScalarRow,
 } from './elementwise.ts';
 import { reduceCpu, reduceRows } from './reduce.ts';
@@ -46,6 +46,7 @@ import { matmulOps, matmulWgsl } from './matmul.ts';
 import { convOps, convWgsl } from './conv.ts';
 import { iotaCpu } from './leaf.ts';
 import { takeCpu } from './gather.ts';
+import { numel } from '../../runtime/shapes.ts';
 import { wgslType } from '../codegen/wgsl.ts';
 
 /** The most storage buffers a kernel binds: WebGPU guarantees 8 per stage. A fused node binds its
@@ -209,7 +210,7 @@ export function inputUse(p: FusedProgram): { direct: Set<number>; reduced: Set<n
  *  dimensions to `symbolsOf`). */
 export const codeLines = (attrs: Attrs): string[] => {
   const c = attrs.code;
-  if (typeof c !== 'string') throw new ShapeError('fused: attribute code must be a string of lines separated by ;');
+  if (typeof c !== 'string') throw new ShapeError('fused: attribute code is not a string');
   return c.split(';').map((l) => l.trim());
 };
 

@@ -3,7 +3,8 @@
 
 import { ShapeError, normAxis, staticSize, type Attrs, type DType, type Dim, type Shape } from '../ir/node.ts';
 import type { CpuKernel, OpDef } from './types.ts';
-import { MAIN, alloc, numel, wgslCoords } from './elementwise.ts';
+import { MAIN, alloc, wgslCoords } from './elementwise.ts';
+import { numel } from '../../runtime/shapes.ts';
 
 const DTYPES: readonly DType[] = ['f32', 'i32', 'bool'];
 
