@@ -24,6 +24,7 @@ import { conv2d, conv2dBackpropFilter, conv2dBackpropInput } from '../ir/build.t
 import { ShapeError, shapeStr, type Attrs, type Dim, type Node, type Shape } from '../ir/node.ts';
 import type { CpuKernel, KernelSig, KernelSource, OpDef } from './types.ts';
 import { MAIN } from './elementwise.ts';
+import { numel } from '../../runtime/shapes.ts';
 
 // ---------------------------------------------------------------- attributes
 
@@ -443,7 +444,7 @@ export const conv2dCpu: CpuKernel = ([x, w], attrs, out, ctx) => {
   const { B, H, W, C, OH, OW, Cg, Fg, G, F } = g;
   const { start, xo, wo } = tapTable(g);
   const X = x.data, Wt = w.data;
-  const res = new ctx.float(out.shape.reduce((p, d) => p * d, 1));
+  const res = new ctx.float(numel(out.shape));
   for (let b = 0, ob = 0; b < B; b++)
     for (let p = 0; p < OH * OW; p++, ob += F)
       for (let t = start[p]; t < start[p + 1]; t++) {
@@ -464,7 +465,7 @@ export const conv2dBackpropInputCpu: CpuKernel = ([dy, w], attrs, out, ctx) => {
   const { B, H, W, C, OH, OW, Cg, Fg, G, F } = g;
   const { start, xo, wo } = tapTable(g);
   const D = dy.data, Wt = w.data;
-  const res = new ctx.float(out.shape.reduce((p, d) => p * d, 1));
+  const res = new ctx.float(numel(out.shape));
   for (let b = 0, ob = 0; b < B; b++)
     for (let p = 0; p < OH * OW; p++, ob += F)
       for (let t = start[p]; t < start[p + 1]; t++) {
@@ -481,7 +482,7 @@ export const conv2dBackpropInputCpu: CpuKernel = ([dy, w], attrs, out, ctx) => {
 };
 
 export const conv2dBackpropFilterCpu: CpuKernel = ([x, dy], attrs, out, ctx) => {
-  const k = out.shape.slice(-4), S = splitsOf(attrs), part = k.reduce((p, d) => p * d, 1);
+  const k = out.shape.slice(-4), S = splitsOf(attrs), part = numel(k);
   const g = geom(x.shape, k, dy.shape, attrs);
   const { B, H, W, C, OH, OW, Cg, Fg, G, F } = g;
   const { start, xo, wo } = tapTable(g);

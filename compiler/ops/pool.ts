@@ -23,6 +23,7 @@ import { ShapeError, shapeStr, type Attrs, type Dim, type Node, type Shape } fro
 import type { CpuCtx, CpuKernel, KernelSig, KernelSource, OpDef, TypedArray } from './types.ts';
 import { MAIN, alloc, wgslCoords } from './elementwise.ts';
 import { convOutSize } from './conv.ts';
+import { numel } from '../../runtime/shapes.ts';
 
 // ---------------------------------------------------------------- attributes and shapes
 
@@ -138,7 +139,6 @@ function forEachArgmax(g: Geom, X: TypedArray, ctx: CpuCtx, each: (o: number, at
   });
 }
 
-const count = (shape: readonly number[]): number => shape.reduce((p, d) => p * d, 1);
 
 // ---------------------------------------------------------------- WGSL
 
@@ -257,7 +257,7 @@ const popts = (attrs: Attrs): PoolOpts => attrs as unknown as PoolOpts;
 const dims = (n: Node): number[] => [n.shape[1] as number, n.shape[2] as number];
 
 export const maxPool2dCpu: CpuKernel = ([x], attrs, out, ctx) => {
-  const res = alloc('f32', count(out.shape), ctx);
+  const res = alloc('f32', numel(out.shape), ctx);
   const X = x.data, C = x.shape[3];
   forEachArgmax(geom(x.shape, out.shape, attrs), X, ctx, (o, at) => {
     for (let c = 0; c < C; c++) res[o * C + c] = X[at[c]];
@@ -266,7 +266,7 @@ export const maxPool2dCpu: CpuKernel = ([x], attrs, out, ctx) => {
 };
 
 export const maxPool2dBackpropCpu: CpuKernel = ([x, dy], attrs, out, ctx) => {
-  const res = alloc('f32', count(out.shape), ctx);
+  const res = alloc('f32', numel(out.shape), ctx);
   const D = dy.data, C = x.shape[3];
   forEachArgmax(geom(x.shape, dy.shape, attrs), x.data, ctx, (o, at) => {
     for (let c = 0; c < C; c++) res[at[c]] += D[o * C + c];
@@ -275,7 +275,7 @@ export const maxPool2dBackpropCpu: CpuKernel = ([x, dy], attrs, out, ctx) => {
 };
 
 export const maxPool2dGatherCpu: CpuKernel = ([x, v], attrs, out, ctx) => {
-  const res = alloc('f32', count(out.shape), ctx);
+  const res = alloc('f32', numel(out.shape), ctx);
   const V = v.data, C = x.shape[3];
   forEachArgmax(geom(x.shape, out.shape, attrs), x.data, ctx, (o, at) => {
     for (let c = 0; c < C; c++) res[o * C + c] = V[at[c]];
@@ -285,7 +285,7 @@ export const maxPool2dGatherCpu: CpuKernel = ([x, v], attrs, out, ctx) => {
 
 export const avgPool2dCpu: CpuKernel = ([x], attrs, out, ctx) => {
   const g = geom(x.shape, out.shape, attrs);
-  const res = alloc('f32', count(out.shape), ctx);
+  const res = alloc('f32', numel(out.shape), ctx);
   const X = x.data, { C, H, W } = g;
   forEachWindow(g, (o, b, h0, h1, w0, w1) => {
     const ob = o * C;
@@ -302,7 +302,7 @@ export const avgPool2dCpu: CpuKernel = ([x], attrs, out, ctx) => {
 
 export const avgPool2dBackpropCpu: CpuKernel = ([dy], attrs, out, ctx) => {
   const g = geom(out.shape, dy.shape, attrs);
-  const res = alloc('f32', count(out.shape), ctx);
+  const res = alloc('f32', numel(out.shape), ctx);
   const D = dy.data, { C, H, W } = g;
   forEachWindow(g, (o, b, h0, h1, w0, w1) => {
     const ob = o * C, n = (h1 - h0) * (w1 - w0);
