@@ -1,8 +1,8 @@
 // How model.js carries its manifest: the compiler packs it (compiler/codegen/bundle.ts), the bundle
 // unpacks it at load (runtime/bundle_entry.ts), and unpack(pack(m)) equals m. Packing drops what
 // the runtime can derive, since every byte of it ships with the app:
-// - every WGSL text and source position once, in a string table `s`, referred to by index
-//   (programs share kernels, and many nodes one position);
+// - every WGSL text and source position once, in a string table `s` (sorted), referred to by
+//   index (programs share kernels, and many nodes one position);
 // - nodes as tuples [op, inputs, shape, dtype, kernel, attrs, src, merged], a default written 0 and trailing
 //   defaults left out: shape 0 is attrs.shape (fused, reshape, iota...; an arg's attrs are made
 //   from its shape, which it keeps), dtype 0 is f32, kernel 0
@@ -49,9 +49,14 @@ const merged = (n: NodeJSON): Merged | 0 => {
 };
 
 export function packManifest(m: Manifest, weights?: string): PackedManifest {
-  const s: string[] = [];
-  const at = new Map<string, number>();
-  const ref = (text: string) => at.get(text) ?? (at.set(text, s.length), s.push(text) - 1);
+  // the table sorted, so that like texts sit together (gzip then finds more of each in the last)
+  const texts = Object.entries(m.programs).flatMap(([name, p]) => [
+    ...p.nodes.flatMap((n) => (n.src === undefined ? [] : [n.src])),
+    ...(CPU_ONLY.has(name) ? [] : p.kernels.map((k) => k.wgsl)),
+  ]);
+  const s = [...new Set(texts)].sort();
+  const at = new Map(s.map((text, i) => [text, i]));
+  const ref = (text: string) => at.get(text)!;
   const node = (p: ProgramJSON, n: NodeJSON, i: number): PackedNode => {
     if (n.id !== i) throw new Error(`node ${n.id} is at position ${i}`);
     const derived = n.op === 'arg' ? argAttrs(p, i, n.shape, n.dtype) : {};
