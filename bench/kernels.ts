@@ -8,8 +8,8 @@
  * one submit, await onSubmittedWorkDone, minus the same for an empty kernel, divided by `reps`
  * (the best of `rounds` rounds: the machine is shared; each round after the first sleeps through
  * most of the best time, if over 4 ms, before it waits, as the runtime does). Prints ms per
- * kernel with its op, output shape and FLOPs (multiply-adds × 2 for matmul and conv), sorted, then the whole step:
- * every dispatch in one pass (GPU time) and `trainStep` (what an app sees).
+ * kernel with its op, output shape and FLOPs (multiply-adds × 2 for matmul and conv), sorted,
+ * then the whole step: every dispatch in one pass (GPU time) and `trainStep` (what an app sees).
  */
 import { fileURLToPath } from 'node:url';
 import { compile } from '../compiler/compile.ts';
