@@ -27,7 +27,6 @@ export function alloc(dtype: DType, n: number, ctx: CpuCtx): TypedArray {
   return dtype === 'f32' ? new ctx.float(n) : new Int32Array(n);
 }
 
-
 /** `o` with `f` applied to each value. (Tables built with it are marked pure, so that one nothing
  *  uses leaves a bundle.) */
 export function mapValues<K extends string, V, W>(o: Readonly<Record<K, V>>, f: (v: V, k: K) => W): Record<K, W> {

@@ -139,7 +139,6 @@ function forEachArgmax(g: Geom, X: TypedArray, ctx: CpuCtx, each: (o: number, at
   });
 }
 
-
 // ---------------------------------------------------------------- WGSL
 
 /** Baked attributes, the window of an output pixel, and the argmax of a window of in0. */
