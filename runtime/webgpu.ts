@@ -52,7 +52,7 @@ interface Plan {
  * step took 229 ms instead of 103). So a run first sleeps through most of the time its plan took
  * last, if that was over 4 ms. (Browsers keep no such loop, and throttle timers in background tabs.)
  */
-const sleeps = !!(globalThis as { process?: object }).process;
+const sleeps = !!(globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node;
 
 const bytes = (shape: readonly number[]): number => numel(shape) * 4;
 
@@ -179,7 +179,9 @@ export class WebGPUExecutor {
     if (!wanted.length) return {};
     if (sleeps && plan.ms! > 4) await new Promise((r) => setTimeout(r, 0.85 * plan.ms!));
     const data = await mapped(plan.staging);
-    plan.ms = Math.min(performance.now() - t0, 1.2 * plan.ms! || 1e9); // one slow run (a GC, a busy machine) does not make the next ones oversleep
+    // grown by at most 1.2× a run, so that one slow run (a GC, a busy machine) does not make the
+    // next ones sleep past their results
+    plan.ms = Math.min(performance.now() - t0, 1.2 * plan.ms! || 1e9);
     return Object.fromEntries(
       wanted.map((i) => {
         const n = p.outputs[i].node;
