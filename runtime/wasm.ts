@@ -7,6 +7,7 @@
 
 import type { Tensor, TypedArray } from '../compiler/ops/types.ts';
 import { boxOffsets, broadcastStrides } from '../compiler/ops/elementwise.ts';
+import { product as transposes } from '../compiler/ops/fused.ts';
 import type { ArgJSON, Manifest, NodeJSON, ProgramJSON } from './program.ts';
 
 type Attrs = NodeJSON['attrs'];
@@ -190,7 +191,7 @@ export const fused: WasmKernel = {
     const mm = (attrs.matmul || attrs.conv2d) && h.alloc(numel(shape));
     if (mm) {
       if (attrs.conv2d) drivers.conv2d.run(h, e, ins, shapes, mm, shape, attrs, drivers);
-      else drivers.matmul.run(h, e, ins, shapes, mm, shape, { transA: String(attrs.matmul)[0] === 't', transB: String(attrs.matmul)[1] === 't' }, drivers);
+      else drivers.matmul.run(h, e, ins, shapes, mm, shape, transposes(attrs)!, drivers);
       [ins, shapes] = [[mm, ...ins.slice(2)], [shape, ...shapes.slice(2)]];
     }
     const [fn, row] = fusedFn(e, attrs, shapes, shape)!;
