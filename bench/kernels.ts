@@ -6,8 +6,8 @@
  * Compiles each example .dlm, trains one step on WebGPU (the executor builds its plan), then takes
  * the plan's dispatches and times each on its own: `reps` dispatches of it in one compute pass,
  * one submit, await onSubmittedWorkDone, minus the same for an empty kernel, divided by `reps`
- * (the best of `rounds` rounds: the machine is shared; each round after the first sleeps through
- * most of the best time, if over 4 ms, before it waits, as the runtime does). Prints ms per
+ * (the best of `rounds` rounds: the machine is shared; it waits as the runtime does, `calmly`, so
+ * that dawn.node's polling loop does not take a core). Prints ms per
  * kernel with its op, output shape and FLOPs (multiply-adds × 2 for matmul and conv), sorted,
  * then the whole step: every dispatch in one pass (GPU time) and `trainStep` (what an app sees).
  */
@@ -17,6 +17,7 @@ import { cpuKernels } from '../runtime/cpu_kernels.ts';
 import { Model } from '../runtime/model.ts';
 import type { ProgramJSON } from '../runtime/program.ts';
 import { numel } from '../runtime/shapes.ts';
+import { calmly } from '../runtime/webgpu.ts';
 import { nodeDevice } from '../cli/gpu.ts';
 import { randomBatch } from './engine.ts';
 
@@ -53,9 +54,7 @@ async function time(list: Dispatch[]): Promise<number> {
     pass.end();
     const t0 = performance.now();
     device!.queue.submit([enc.finish()]);
-    // as the runtime does (runtime/webgpu.ts sleeps): dawn.node's polling loop would take a core
-    if (best > 4 && best < Infinity) await new Promise((r) => setTimeout(r, 0.85 * best));
-    await device!.queue.onSubmittedWorkDone();
+    await calmly(() => device!.queue.onSubmittedWorkDone());
     best = Math.min(best, performance.now() - t0);
   }
   return best;

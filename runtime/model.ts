@@ -139,7 +139,7 @@ export class Model {
 
   /** The executor of the next call. A WebGPU model that started on the CPU moves its parameters,
    *  state and slots to the GPU here, once the training step's pipelines are compiled (SwiftShader
-   *  takes about a second for LeNet-5's, as long as 40 of its steps on the CPU). */
+   *  takes about half a second for LeNet-5's, as long as 20 of its steps on the CPU). */
   private get exec(): Executor {
     const cpu = this.first;
     if (cpu && this.compiled) {

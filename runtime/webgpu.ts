@@ -41,18 +41,30 @@ interface Plan {
   /** The hyper uniform, and where each scalar hyperparameter's tensor is copied into it. */
   hypers?: GPUBuffer;
   hyperCopies: { from: GPUBuffer; offset: number }[];
-  /** How long its last run took, from submit to the outputs read (ms): see `sleeps`. */
-  ms?: number;
 }
 
+const node = !!(globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node;
+/** dlc's device promises pending, and the global setImmediate `calmly` put aside meanwhile. */
+let pending = 0;
+let immediate: unknown;
+
 /**
- * Whether to wait on a timer before reading a run's outputs: in Node. While any promise of a device
- * is pending, dawn.node ticks the device in a loop of setImmediate calls, which keeps a core busy;
- * on SwiftShader that core is one the kernels would run on (with two cores, LeNet-5's training
- * step took 229 ms instead of 103). So a run first sleeps through most of the time its plan took
- * last, if that was over 4 ms. (Browsers keep no such loop, and throttle timers in background tabs.)
+ * Starts a device promise and awaits it. While any promise of a device is pending, dawn.node ticks
+ * the device in a loop of setImmediate calls, looked up on the global object each time: the event
+ * loop never idles, and on SwiftShader that takes a core from the kernels and from the pipeline
+ * compiles (with two cores, LeNet-5's training step took 229 ms instead of 92, its pipelines 0.75 s
+ * instead of 0.5). So in Node, while dlc waits, setImmediate is a 1 ms timer. (Browsers keep no
+ * such loop.)
  */
-const sleeps = !!(globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node;
+export async function calmly<T>(start: () => Promise<T>): Promise<T> {
+  const g = globalThis as { setImmediate?: unknown };
+  if (node && !pending++) [immediate, g.setImmediate] = [g.setImmediate, (f: () => void, ...a: unknown[]) => setTimeout(f, 1, ...a)];
+  try {
+    return await start();
+  } finally {
+    if (node && !--pending) g.setImmediate = immediate;
+  }
+}
 
 const bytes = (shape: readonly number[]): number => numel(shape) * 4;
 
@@ -174,14 +186,9 @@ export class WebGPUExecutor {
       const { to, size } = this.undo[k];
       if (plan.bufs[u.node] !== to) copy(enc, plan.bufs[u.node], to, 0, size);
     });
-    const t0 = performance.now();
     this.device.queue.submit([enc.finish()]);
     if (!wanted.length) return {};
-    if (sleeps && plan.ms! > 4) await new Promise((r) => setTimeout(r, 0.85 * plan.ms!));
     const data = await mapped(plan.staging);
-    // grown by at most 1.2× a run, so that one slow run (a GC, a busy machine) does not make the
-    // next ones sleep past their results
-    plan.ms = Math.min(performance.now() - t0, 1.2 * plan.ms! || 1e9);
     return Object.fromEntries(
       wanted.map((i) => {
         const n = p.outputs[i].node;
@@ -238,7 +245,7 @@ export class WebGPUExecutor {
   prepare(p: ProgramJSON): Promise<GPUComputePipeline[]> {
     let prog = this.programs.get(p);
     if (!prog) {
-      prog = { pipelines: Promise.all(p.kernels.map((k) => this.pipeline(k.name, k.wgsl))), plans: new Map() };
+      prog = { pipelines: calmly(() => Promise.all(p.kernels.map((k) => this.pipeline(k.name, k.wgsl)))), plans: new Map() };
       this.programs.set(p, prog);
     }
     return prog.pipelines;
@@ -252,7 +259,7 @@ export class WebGPUExecutor {
     if (!plan) {
       this.device.pushErrorScope('validation');
       plan = this.makePlan(p, pipelines, syms);
-      const err = await this.device.popErrorScope();
+      const err = await calmly(() => this.device.popErrorScope());
       if (err) {
         for (const b of plan.owned) b.destroy();
         throw new Error(`WebGPU plan: ${err.message}`);
@@ -343,7 +350,7 @@ function copy(enc: GPUCommandEncoder, src: GPUBuffer, dst: GPUBuffer, offset: nu
 
 /** A copy of the staging buffer's bytes; the buffer is unmapped again. */
 async function mapped(staging: GPUBuffer): Promise<ArrayBuffer> {
-  await staging.mapAsync(MAP_READ);
+  await calmly(() => staging.mapAsync(MAP_READ));
   const data = staging.getMappedRange().slice(0);
   staging.unmap();
   return data;
