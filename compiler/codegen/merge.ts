@@ -152,7 +152,7 @@ export function mergeGroups(p: ProgramJSON): Map<number, Merged> {
 }
 
 /** The whole kernel as one fused program: each member's lines with its registers renumbered and
- *  its reads of other members replaced by their registers; the product is `i0`. */
+ *  its reads of other members replaced by their registers, each line once; the product is `i0`. */
 function program(p: ProgramJSON, members: number[], src: NodeJSON | undefined, ins: number[], written: number[]): Record<string, AttrValue> {
   const nodes = p.nodes;
   const code: string[] = [];
@@ -165,20 +165,24 @@ function program(p: ProgramJSON, members: number[], src: NodeJSON | undefined, i
       continue;
     }
     const mm = source(n.attrs as Attrs) !== undefined;
-    const base = code.length;
+    const local: string[] = []; // the member's registers → the kernel's
     for (const line of codeLines(n.attrs as Attrs)) {
       const [head, ...args] = line.split(/\s+/);
       const mapped = args.map((a) => {
         const r = /^([ir])(\d+)$/.exec(a);
         if (!r) return a;
         const k = Number(r[2]);
-        if (r[1] === 'r') return `r${base + k}`;
+        if (r[1] === 'r') return local[k];
         if (mm) return k === 0 ? 'i0' : operandOf(n.inputs[k + 1]);
         return operandOf(n.inputs[k]);
       });
-      code.push([head, ...mapped].join(' '));
+      // a line another member already computes (an optimizer's m and v both sum the bias
+      // gradient) is not computed again
+      const text = [head, ...mapped].join(' ');
+      const at = code.indexOf(text);
+      local.push(`r${at < 0 ? code.push(text) - 1 : at}`);
     }
-    reg.set(m, `r${code.length - 1}`);
+    reg.set(m, local[local.length - 1]);
   }
   // a stored product needs a register of its own
   const results = written.map((w) => {
