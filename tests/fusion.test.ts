@@ -565,6 +565,17 @@ describe('fusion on the MNIST MLP', () => {
     expect(programStats(p, { B: 64 }).dispatches).toBe(10);
   });
 
+  it('gives kernels that compute the same thing one text, whatever order their parts were fused in', () => {
+    // LeNet-5's last dense layer's gradient is fused into its Adam update's m line, the other two
+    // layers' into an epilogue of their own; the merged kernels (weight beside bias) are one text,
+    // so one pipeline to compile
+    const p = compile('examples/lenet5.dlm').manifest!.programs.train;
+    const updates = new Set(p.updates.map((u) => u.node));
+    const dense = p.nodes.filter((n) => updates.has(n.id) && n.beside !== undefined);
+    expect(dense.map((n) => n.shape)).toEqual([[120], [84], [10]]);
+    expect(new Set(dense.map((n) => n.kernel)).size).toBe(1);
+  });
+
   it('folds the biases\' gradients into their updates, with no broadcast materialized', () => {
     const p = fused.programs.train;
     // the biases' gradients (batch sums of dy) are computed in their m and v updates' threads

@@ -144,16 +144,14 @@ export function mergeGroups(p: ProgramJSON): Map<number, Merged> {
   }
   // each final group's one program
   return new Map(
-    [...merged].map(([d, { members, written, src, ins }]) => [
-      d,
-      { members, written, inputs: [...(src ? src.inputs.slice(0, 2) : []), ...ins], attrs: program(p, members, src, ins, written) },
-    ]),
+    [...merged].map(([d, { members, written, src, ins }]) => [d, { members, written, ...program(p, members, src, ins, written) }]),
   );
 }
 
 /** The whole kernel as one fused program: each member's lines with its registers renumbered and
- *  its reads of other members replaced by their registers, each line once; the product is `i0`. */
-function program(p: ProgramJSON, members: number[], src: NodeJSON | undefined, ins: number[], written: number[]): Record<string, AttrValue> {
+ *  its reads of other members replaced by their registers, each line once; the product is `i0`.
+ *  Then in a canonical order (`canonical`), with the kernel's inputs. */
+function program(p: ProgramJSON, members: number[], src: NodeJSON | undefined, ins: number[], written: number[]): Pick<Merged, 'inputs' | 'attrs'> {
   const nodes = p.nodes;
   const code: string[] = [];
   const reg = new Map<number, string>(); // member → the register (or i0) holding its value
@@ -191,8 +189,41 @@ function program(p: ProgramJSON, members: number[], src: NodeJSON | undefined, i
     code.push('cast.f32 i0');
     return `r${code.length - 1}`;
   });
+  const c = canonical(code, results, src ? 1 : 0);
   const { shape, reduce, axes } = nodes[members[0]].attrs;
-  return { code: code.join('; '), shape: reduce ? shape : [...nodes[members[0]].shape], ...(src ? sourceAttrs(src) : {}), ...(reduce ? { reduce, axes } : {}), results: results.join(' ') };
+  return {
+    inputs: [...(src ? src.inputs.slice(0, 2) : []), ...c.inputs.map((k) => ins[k - (src ? 1 : 0)])],
+    attrs: { code: c.code.join('; '), shape: reduce ? shape : [...nodes[members[0]].shape], ...(src ? sourceAttrs(src) : {}), ...(reduce ? { reduce, axes } : {}), results: c.results.join(' ') },
+  };
+}
+
+/**
+ * The lines in the order a depth-first walk from the results first needs them, and the inputs from
+ * `fixed` on in the order the lines first read them: kernels that compute the same thing from
+ * members fused in another order (two layers' optimizer updates) get one text, and one pipeline.
+ * `inputs` lists the old input numbers in their new order.
+ */
+function canonical(code: string[], results: string[], fixed: number): { code: string[]; results: string[]; inputs: number[] } {
+  const lines = code.map((l) => l.split(' '));
+  const order: number[] = [];
+  const visit = (a: string): void => {
+    const k = Number(/^r(\d+)$/.exec(a)?.[1] ?? -1);
+    if (k < 0 || order.includes(k)) return;
+    lines[k].slice(1).forEach(visit);
+    order.push(k);
+  };
+  results.forEach(visit);
+  const inputs: number[] = [];
+  const rename = (a: string): string => {
+    const r = /^([ir])(\d+)$/.exec(a);
+    if (!r) return a;
+    const k = Number(r[2]);
+    if (r[1] === 'r') return `r${order.indexOf(k)}`;
+    if (k < fixed) return a;
+    if (!inputs.includes(k)) inputs.push(k);
+    return `i${fixed + inputs.indexOf(k)}`;
+  };
+  return { code: order.map((k) => [lines[k][0], ...lines[k].slice(1).map(rename)].join(' ')), results: results.map(rename), inputs };
 }
 
 /** The attributes that make a fused program the epilogue of `src`'s product (ops/fused.ts). */
