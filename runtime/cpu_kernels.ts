@@ -49,5 +49,6 @@ export const cpuKernels: CpuKernels = /* @__PURE__ */ (() =>
     {
       wasm: async (m: Manifest) => ((await import(/* @vite-ignore */ new URL('../compiler/codegen/wasm.ts', import.meta.url).href)) as typeof import('../compiler/codegen/wasm.ts')).cpuWasm(m),
       wasmOps,
+      instantiate: async (n?: number) => ((await import(/* @vite-ignore */ new URL('./threads.ts', import.meta.url).href)) as typeof import('./threads.ts')).threaded(n),
     },
   ))();

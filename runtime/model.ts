@@ -27,6 +27,9 @@ export interface ModelOptions {
   /** On WebGPU: until the training step's pipelines are compiled, run on the CPU, then move every
    *  tensor to the GPU before the next run (default true; see `runsOn`). */
   startOnCpu?: boolean;
+  /** On the CPU: how many threads the wasm kernels may use (default: the host's cores, where it
+   *  allows worker threads and shared memory: Node, or a cross-origin isolated page; 1: none). */
+  threads?: number;
 }
 
 export interface ModelFitOptions {
@@ -115,7 +118,7 @@ export class Model {
     // The training step's pipelines start compiling now (errors show at the step's first run on the
     // GPU); evaluate's and predict's compile at their first runs.
     const compiled = gpu?.prepare(manifest.programs.train).catch(() => {});
-    const cpu = !gpu || opts.startOnCpu !== false ? await CpuExecutor.create(kernels, manifest) : undefined;
+    const cpu = !gpu || opts.startOnCpu !== false ? await CpuExecutor.create(kernels, manifest, gpu ? 1 : opts.threads) : undefined;
     const model = new Model(manifest, gpu ? 'webgpu' : 'cpu', (gpu ?? cpu)!, kernels, seed, gpu && cpu);
     compiled?.then(() => (model.compiled = true));
     // Initial values are computed on the CPU, so every backend starts from the same numbers.

@@ -1,4 +1,5 @@
-// The CPU executor: programs run with their tensors in one memory (a WebAssembly.Memory). The ops
+// The CPU executor: programs run with their tensors in one memory (a WebAssembly.Memory, shared with
+// worker threads where the host allows them: runtime/threads.ts splits the matrix products). The ops
 // with a WebAssembly SIMD kernel (compiler/codegen/wasm.ts: matmul, conv2d and its two backward
 // forms, most fused elementwise programs) read and write it in place, where the host has SIMD and
 // the kernel table has the wasm module; every other op runs its JavaScript kernel (the generated
@@ -15,15 +16,19 @@ import { constData, type CpuKernels } from './cpu.ts';
 import { argKey, bindSymbols, nodeShapes, numel } from './shapes.ts';
 import { readBytes } from './bytes.ts';
 import { lifetimes } from './memory.ts';
+import type { Instantiate } from './threads.ts';
 
 /** Where a table of CPU kernels gets the wasm kernels' bytes for a model. */
 export type WasmSource = (m: Manifest) => Promise<BufferSource>;
 
 /** What a table of CPU kernels carries for this executor beside the JS kernels: the source of the
- *  wasm bytes and the wasm drivers of its ops (`wasmOps` below, or a bundle's share of them). */
+ *  wasm bytes, the wasm drivers of its ops (`wasmOps` below, or a bundle's share of them) and how
+ *  to instantiate the module with `threads` threads (runtime/threads.ts: by default the host's
+ *  cores, where it allows them). */
 export interface WasmParts {
   wasm?: WasmSource;
   wasmOps?: Readonly<Record<string, WasmKernel>>;
+  instantiate?: (threads?: number) => Promise<Instantiate>;
 }
 
 /** A bundle's wasm kernels: kernels.wasm beside model.js (compiler/codegen/bundle.ts), fetched,
@@ -31,11 +36,12 @@ export interface WasmParts {
 export const bundledWasm: WasmSource = () => readBytes(new URL('./kernels.wasm', import.meta.url));
 
 /** The panel sizes of compiler/codegen/wasm.ts's gemm. */
-const MR = 4, NR = 8;
-/** gemm's scratch for edge tiles (MR × NR floats) at address 0; blocks start after it. */
-const TILE = 0, FIRST = 128;
+export const MR = 4, NR = 8;
+/** gemm's scratch for edge tiles (MR × NR floats) at address 0; then runtime/threads.ts's words;
+ *  blocks start after them. */
+export const TILE = 0, FIRST = 2048;
 
-interface Exports {
+export interface Exports {
   pack4(src: number, dst: number, rows: number, depth: number, rs: number, ds: number): void;
   pack8(src: number, dst: number, rows: number, depth: number, rs: number, ds: number): void;
   gemm(a: number, b: number, c: number, m: number, n: number, k: number, ldc: number, tile: number): void;
@@ -56,11 +62,11 @@ interface Block {
 /** The memory and its allocator: free blocks are kept by size, which repeats from step to step,
  *  so after the first step every allocation is a reuse. */
 class Heap {
-  readonly memory: { buffer: ArrayBuffer; grow(pages: number): void } =
-    typeof WebAssembly === 'object'
-      ? new WebAssembly.Memory({ initial: 256, maximum: 65536 })
-      : // a host without WebAssembly: the JS kernels on a buffer copied as it grows
-        { buffer: new ArrayBuffer(256 << 16), grow(pages) { const b = new Uint8Array(this.buffer.byteLength + (pages << 16)); b.set(new Uint8Array(this.buffer)); this.buffer = b.buffer; } };
+  constructor(
+    readonly memory: { buffer: ArrayBufferLike; grow(pages: number): void } =
+      // without wasm kernels: the JS kernels on a buffer copied as it grows
+      { buffer: new ArrayBuffer(256 << 16), grow(pages) { const b = new Uint8Array(this.buffer.byteLength + (pages << 16)); b.set(new Uint8Array(this.buffer)); this.buffer = b.buffer; } },
+  ) {}
   private top = FIRST;
   private readonly free = new Map<number, number[]>();
   alloc(n: number, int = false): Block {
@@ -281,19 +287,19 @@ export class CpuExecutor {
     private readonly e?: Exports,
   ) {}
 
-  static async create(kernels: CpuKernels, m: Manifest): Promise<CpuExecutor> {
-    const source = (kernels as WasmParts).wasm;
-    const h = new Heap();
-    if (!source || typeof WebAssembly !== 'object' || !WebAssembly.validate(SIMD_PROBE)) return new CpuExecutor(kernels, h);
+  /** `threads`: how many threads the wasm kernels may use (default: the host's cores, where it
+   *  allows workers and shared memory; 1: none). */
+  static async create(kernels: CpuKernels, m: Manifest, threads?: number): Promise<CpuExecutor> {
+    const parts = kernels as WasmParts;
     const { exp, log, sin, cos, sign, pow } = Math;
-    let bytes: BufferSource;
     try {
-      bytes = await source(m);
+      if (!WebAssembly.validate(SIMD_PROBE)) throw 0;
+      const { memory, exports } = await (await parts.instantiate!(threads))(await parts.wasm!(m), { exp, log, sin, cos, sign, pow });
+      return new CpuExecutor(kernels, new Heap(memory), exports);
     } catch {
-      return new CpuExecutor(kernels, h); // no kernels.wasm beside model.js: the JS kernels
+      // no WebAssembly SIMD, or no kernels.wasm (threads.js) beside model.js: the JS kernels
+      return new CpuExecutor(kernels, new Heap());
     }
-    const { instance } = await WebAssembly.instantiate(bytes, { env: { memory: h.memory as WebAssembly.Memory, exp, log, sin, cos, sign, pow } });
-    return new CpuExecutor(kernels, h, instance.exports as unknown as Exports);
   }
 
   /** Whether the wasm SIMD kernels run (else the JS kernels only). */
@@ -419,6 +425,7 @@ export class CpuExecutor {
   dispose(): void {
     this.tensors.clear();
     this.previous.clear();
+    (this.e as { close?(): void } | undefined)?.close?.(); // the worker threads, if any
   }
 
   private copy(s: Stored): Tensor {

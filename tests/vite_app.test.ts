@@ -89,10 +89,13 @@ describe('a fresh Vite app that imports a compiled bundle', () => {
     }
   }, 120_000);
 
-  it('builds into one page and one script (and the CPU path\'s kernels.wasm): the bundle needs nothing else', () => {
+  it('builds into one page and one script (and the CPU path\'s kernels.wasm and threads.js): the bundle needs nothing else', () => {
     expect(readdirSync(join(app, 'dist')).sort()).toEqual(['assets', 'index.html']);
-    // model.js loads kernels.wasm (the CPU path's wasm SIMD kernels) by new URL(..., import.meta.url): Vite copies it
-    expect(readdirSync(join(app, 'dist', 'assets')).filter((f) => !f.endsWith('.js'))).toEqual([expect.stringMatching(/^kernels-.*\.wasm$/)]);
+    // model.js loads kernels.wasm (the CPU path's wasm SIMD kernels) and threads.js (which
+    // instantiates them) by new URL(..., import.meta.url): Vite copies both
+    const assets = readdirSync(join(app, 'dist', 'assets'));
+    expect(assets.filter((f) => !f.endsWith('.js'))).toEqual([expect.stringMatching(/^kernels-.*\.wasm$/)]);
+    expect(assets.filter((f) => /^threads-.*\.js$/.test(f))).toHaveLength(1);
   });
 
   it('trains on WebGPU in the browser: the loss falls', () => {

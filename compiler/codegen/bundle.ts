@@ -4,7 +4,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
+import { build, type PluginBuild } from 'esbuild';
 import type { Manifest, TensorSpec } from '../../runtime/program.ts';
 import { packManifest } from '../../runtime/packed.ts';
 import { wasmOps } from '../../runtime/wasm.ts';
@@ -12,6 +12,7 @@ import { wasmOps } from '../../runtime/wasm.ts';
 const ENTRY = fileURLToPath(new URL('../../runtime/bundle_entry.ts', import.meta.url));
 const KERNELS = fileURLToPath(new URL('../../runtime/cpu_kernels.ts', import.meta.url));
 const WASM = fileURLToPath(new URL('../../runtime/wasm.ts', import.meta.url));
+const THREADS = fileURLToPath(new URL('../../runtime/threads.ts', import.meta.url));
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 /** The ops whose CPU kernels `m`'s programs run (leaves have none). */
@@ -37,31 +38,26 @@ export async function bundleJs(manifest: Manifest, minify = false, weights?: str
   const ops = kernelOps(manifest), drivers = ops.filter((op) => op in wasmOps);
   const virtual: Record<string, { contents: string; loader: 'json' | 'js' }> = {
     manifest: { contents: JSON.stringify(packManifest(manifest, weights)), loader: 'json' },
-    // the CPU kernels, the wasm drivers of those ops, and where the wasm SIMD kernels are
-    // (kernels.wasm beside model.js: runtime/wasm.ts)
+    // the CPU kernels, the wasm drivers of those ops, where the wasm SIMD kernels are (kernels.wasm
+    // beside model.js: runtime/wasm.ts) and what instantiates them (threads.js beside it, imported
+    // as a module: an app's bundler makes it a chunk of its own)
     kernels: {
-      contents: `import { ${ops.join(', ')} } from ${JSON.stringify(KERNELS)}; import { bundledWasm as wasm${drivers.map((op) => `, ${op} as wasm_${op}`).join('')} } from ${JSON.stringify(WASM)}; export default { ${[...ops, 'wasm'].join(', ')}, wasmOps: { ${drivers.map((op) => `${op}: wasm_${op}`).join(', ')} } };`,
+      contents: `import { ${ops.join(', ')} } from ${JSON.stringify(KERNELS)}; import { bundledWasm as wasm${drivers.map((op) => `, ${op} as wasm_${op}`).join('')} } from ${JSON.stringify(WASM)}; export default { ${[...ops, 'wasm'].join(', ')}, wasmOps: { ${drivers.map((op) => `${op}: wasm_${op}`).join(', ')} }, instantiate: (n) => import('./threads.js').then((t) => t.threaded(n)) };`,
       loader: 'js',
     },
     'no-lbfgs': { contents: 'export function lbfgsEpoch() { throw new Error("not an L-BFGS model"); }', loader: 'js' },
   };
   const lbfgs = manifest.optimizer.name === 'lbfgs';
   const r = await build({
+    ...ESBUILD,
     entryPoints: [ENTRY],
-    bundle: true,
-    format: 'esm',
-    platform: 'neutral',
-    target: 'es2022',
     minify,
-    write: false,
-    legalComments: 'none',
-    // fields assigned in constructors, not also declared (define semantics): fewer bytes
-    tsconfigRaw: { compilerOptions: { useDefineForClassFields: false } },
     plugins: [
       {
         name: 'dlc-virtual',
         setup(b) {
           b.onResolve({ filter: /^dlc:/ }, (a) => ({ path: a.path.slice(4), namespace: 'dlc' }));
+          b.onResolve({ filter: /^\.\/threads\.js$/ }, (a) => ({ path: a.path, external: true }));
           b.onLoad({ filter: /.*/, namespace: 'dlc' }, (a) => ({ ...virtual[a.path], resolveDir: ROOT }));
           b.onResolve({ filter: /\.ts$/ }, (a) =>
             !lbfgs && a.path === './lbfgs.ts' ? { path: 'no-lbfgs', namespace: 'dlc' } : { path: resolve(a.resolveDir, a.path), sideEffects: false },
@@ -71,6 +67,23 @@ export async function bundleJs(manifest: Manifest, minify = false, weights?: str
     ],
   });
   return r.outputFiles[0].text;
+}
+
+const ESBUILD = {
+  bundle: true,
+  format: 'esm',
+  platform: 'neutral',
+  target: 'es2022',
+  write: false,
+  legalComments: 'none',
+  // fields assigned in constructors, not also declared (define semantics): fewer bytes
+  tsconfigRaw: { compilerOptions: { useDefineForClassFields: false } },
+} as const;
+
+/** threads.js: how model.js instantiates kernels.wasm, on one thread or several (runtime/threads.ts). */
+async function threadsJs(): Promise<string> {
+  const pure = { name: 'pure', setup: (b: PluginBuild) => b.onResolve({ filter: /\.ts$/ }, (a) => ({ path: resolve(a.resolveDir, a.path), sideEffects: false })) };
+  return (await build({ ...ESBUILD, entryPoints: [THREADS], minify: true, plugins: [pure] })).outputFiles[0].text;
 }
 
 const arrayType = (s: TensorSpec) => (s.dtype === 'f32' ? 'Float32Array' : 'Int32Array');
@@ -109,6 +122,9 @@ export interface ModelOptions {
   /** On WebGPU, run on the CPU until the training step's pipelines are compiled, then move to the
    *  GPU (default true): the first steps do not wait for the pipelines. See \`runsOn\`. */
   startOnCpu?: boolean;
+  /** On the CPU: threads for the wasm kernels' matrix products (default: the host's cores, where it
+   *  allows worker threads and shared memory: Node, or a cross-origin isolated page; 1: none). */
+  threads?: number;
 }
 
 export interface EpochStats {
@@ -195,6 +211,7 @@ export async function writeBundle(manifest: Manifest, dir: string, weights?: Uin
     ...(weights ? [[WEIGHTS, weights] as [string, Uint8Array]] : []),
     // binaryen is large: loaded only when a bundle is written, not by every dlc command
     ['kernels.wasm', (await import('./wasm.ts')).cpuWasm(manifest)],
+    ['threads.js', await threadsJs()],
   ];
   const seen = new Set<string>();
   for (const p of Object.values(manifest.programs)) {
