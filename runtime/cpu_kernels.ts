@@ -11,6 +11,7 @@ import { reduceCpu } from '../compiler/ops/reduce.ts';
 import type { CpuKernels } from './cpu.ts';
 import type { Manifest } from './program.ts';
 import { wasmOps } from './wasm.ts';
+import { forDevice } from './variants.ts';
 
 export { iotaCpu as iota, sizeCpu as size } from '../compiler/ops/leaf.ts';
 export { matmulCpu as matmul } from '../compiler/ops/matmul.ts';
@@ -49,6 +50,8 @@ export const cpuKernels: CpuKernels = /* @__PURE__ */ (() =>
     {
       wasm: async (m: Manifest) => ((await import(/* @vite-ignore */ new URL('../compiler/codegen/wasm.ts', import.meta.url).href)) as typeof import('../compiler/codegen/wasm.ts')).cpuWasm(m),
       wasmOps,
+      // the kernels' variants for a device, from the manifest's own (runtime/variants.ts)
+      variants: async (device: GPUDevice, m: Manifest) => forDevice(device, m),
       instantiate: async (n?: number) => ((await import(/* @vite-ignore */ new URL('./threads.ts', import.meta.url).href)) as typeof import('./threads.ts')).threaded(n),
     },
   ))();

@@ -114,6 +114,9 @@ export class Model {
     const seed = opts.seed ?? manifest.train.seed;
     const device = opts.backend === 'cpu' ? undefined : (opts.device ?? (await defaultDevice()));
     if (opts.backend === 'webgpu' && !device) throw new Error('WebGPU was asked for, but no adapter is available');
+    // the kernels' variants for this adapter, if it has any (runtime/variants.ts)
+    const variants = (kernels as { variants?: (d: GPUDevice, m: Manifest) => Promise<Manifest> }).variants;
+    if (device && variants) manifest = await variants(device, manifest);
     const gpu = device && new WebGPUExecutor(device);
     // The training step's pipelines start compiling now (errors show at the step's first run on the
     // GPU); evaluate's and predict's compile at their first runs.

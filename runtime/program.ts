@@ -60,6 +60,8 @@ export interface KernelJSON {
   first?: Grid;
   /** It reads the hyper uniform (bound after `meta`). */
   hypers?: true;
+  /** The variant for adapters with subgroups of four (ops/matmul.ts), where the kernel has one. */
+  sub?: { name: string; wgsl: string; grid: Grid; first?: Grid };
 }
 
 /** The buffers a dispatch binds before its outputs: what its kernel reads, and first what the

@@ -84,10 +84,12 @@ const spread = (groups: number): [number, number] => (groups > MAX_GROUPS ? [MAX
 /** Workgroups for `grid` over an output of `shape`, as a dispatch's size. */
 export const workgroups = (grid: Grid, shape: readonly number[]): [number, number] => spread(groupCount(grid, shape));
 
-/** A device with the adapter's storage limits (dlc's kernels may bind up to eight buffers). */
+/** A device with the adapter's storage limits (dlc's kernels may bind up to eight buffers), and its
+ *  subgroups where it has them (kernel variants: runtime/variants.ts). */
 export function requestDevice(adapter: GPUAdapter): Promise<GPUDevice> {
   const l = adapter.limits;
   return adapter.requestDevice({
+    requiredFeatures: adapter.features.has('subgroups') ? ['subgroups' as GPUFeatureName] : [],
     requiredLimits: {
       maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
       maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,

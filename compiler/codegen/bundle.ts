@@ -5,7 +5,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build, type PluginBuild } from 'esbuild';
-import type { Manifest, TensorSpec } from '../../runtime/program.ts';
+import type { KernelJSON, Manifest, TensorSpec } from '../../runtime/program.ts';
 import { packManifest } from '../../runtime/packed.ts';
 import { wasmOps } from '../../runtime/wasm.ts';
 
@@ -13,6 +13,7 @@ const ENTRY = fileURLToPath(new URL('../../runtime/bundle_entry.ts', import.meta
 const KERNELS = fileURLToPath(new URL('../../runtime/cpu_kernels.ts', import.meta.url));
 const WASM = fileURLToPath(new URL('../../runtime/wasm.ts', import.meta.url));
 const THREADS = fileURLToPath(new URL('../../runtime/threads.ts', import.meta.url));
+const VARIANTS = fileURLToPath(new URL('../../runtime/variants.ts', import.meta.url));
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 /** The ops whose CPU kernels `m`'s programs run (leaves have none). */
@@ -36,13 +37,15 @@ export const WEIGHTS = 'weights.bin';
  */
 export async function bundleJs(manifest: Manifest, minify = false, weights?: string): Promise<string> {
   const ops = kernelOps(manifest), drivers = ops.filter((op) => op in wasmOps);
+  // kernel variants (runtime/variants.ts) come from variants.js, if the model has any
+  const variants = Object.keys(subs(manifest)).length ? `, variants: (d, m) => import('./variants.js').then((v) => v.default(d, m), () => m)` : '';
   const virtual: Record<string, { contents: string; loader: 'json' | 'js' }> = {
     manifest: { contents: JSON.stringify(packManifest(manifest, weights)), loader: 'json' },
     // the CPU kernels, the wasm drivers of those ops, where the wasm SIMD kernels are (kernels.wasm
     // beside model.js: runtime/wasm.ts) and what instantiates them (threads.js beside it, imported
     // as a module: an app's bundler makes it a chunk of its own)
     kernels: {
-      contents: `import { ${ops.join(', ')} } from ${JSON.stringify(KERNELS)}; import { bundledWasm as wasm${drivers.map((op) => `, ${op} as wasm_${op}`).join('')} } from ${JSON.stringify(WASM)}; export default { ${[...ops, 'wasm'].join(', ')}, wasmOps: { ${drivers.map((op) => `${op}: wasm_${op}`).join(', ')} }, instantiate: (n) => import('./threads.js').then((t) => t.threaded(n)) };`,
+      contents: `import { ${ops.join(', ')} } from ${JSON.stringify(KERNELS)}; import { bundledWasm as wasm${drivers.map((op) => `, ${op} as wasm_${op}`).join('')} } from ${JSON.stringify(WASM)}; export default { ${[...ops, 'wasm'].join(', ')}, wasmOps: { ${drivers.map((op) => `${op}: wasm_${op}`).join(', ')} }, instantiate: (n) => import('./threads.js').then((t) => t.threaded(n))${variants} };`,
       loader: 'js',
     },
     'no-lbfgs': { contents: 'export function lbfgsEpoch() { throw new Error("not an L-BFGS model"); }', loader: 'js' },
@@ -57,7 +60,7 @@ export async function bundleJs(manifest: Manifest, minify = false, weights?: str
         name: 'dlc-virtual',
         setup(b) {
           b.onResolve({ filter: /^dlc:/ }, (a) => ({ path: a.path.slice(4), namespace: 'dlc' }));
-          b.onResolve({ filter: /^\.\/threads\.js$/ }, (a) => ({ path: a.path, external: true }));
+          b.onResolve({ filter: /^\.\/(threads|variants)\.js$/ }, (a) => ({ path: a.path, external: true }));
           b.onLoad({ filter: /.*/, namespace: 'dlc' }, (a) => ({ ...virtual[a.path], resolveDir: ROOT }));
           b.onResolve({ filter: /\.ts$/ }, (a) =>
             !lbfgs && a.path === './lbfgs.ts' ? { path: 'no-lbfgs', namespace: 'dlc' } : { path: resolve(a.resolveDir, a.path), sideEffects: false },
@@ -80,10 +83,16 @@ const ESBUILD = {
   tsconfigRaw: { compilerOptions: { useDefineForClassFields: false } },
 } as const;
 
-/** threads.js: how model.js instantiates kernels.wasm, on one thread or several (runtime/threads.ts). */
-async function threadsJs(): Promise<string> {
+/** A module of the runtime built on its own, minified: `entry`, or `contents` importing from it. */
+async function part(entry: string, contents?: string): Promise<string> {
   const pure = { name: 'pure', setup: (b: PluginBuild) => b.onResolve({ filter: /\.ts$/ }, (a) => ({ path: resolve(a.resolveDir, a.path), sideEffects: false })) };
-  return (await build({ ...ESBUILD, entryPoints: [THREADS], minify: true, plugins: [pure] })).outputFiles[0].text;
+  const input = contents === undefined ? { entryPoints: [entry] } : { stdin: { contents, resolveDir: ROOT, loader: 'js' as const } };
+  return (await build({ ...ESBUILD, ...input, minify: true, plugins: [pure] })).outputFiles[0].text;
+}
+
+/** The kernel variants of `m`'s programs, by kernel name. */
+function subs(m: Manifest): Record<string, NonNullable<KernelJSON['sub']>> {
+  return Object.fromEntries(Object.values(m.programs).flatMap((p) => p.kernels.flatMap((k) => (k.sub ? [[k.name, k.sub]] : []))));
 }
 
 const arrayType = (s: TensorSpec) => (s.dtype === 'f32' ? 'Float32Array' : 'Int32Array');
@@ -211,7 +220,10 @@ export async function writeBundle(manifest: Manifest, dir: string, weights?: Uin
     ...(weights ? [[WEIGHTS, weights] as [string, Uint8Array]] : []),
     // binaryen is large: loaded only when a bundle is written, not by every dlc command
     ['kernels.wasm', (await import('./wasm.ts')).cpuWasm(manifest)],
-    ['threads.js', await threadsJs()],
+    // threads.js: how model.js instantiates kernels.wasm, on one thread or several
+    ['threads.js', await part(THREADS)],
+    // variants.js: the kernels' variants for some adapters, and which adapters
+    ...(Object.keys(subs(manifest)).length ? [['variants.js', await part(VARIANTS, `import { forDevice } from ${JSON.stringify(VARIANTS)}; const subs = ${JSON.stringify(subs(manifest))}; export default (d, m) => forDevice(d, m, subs);`)] as [string, string]] : []),
   ];
   const seen = new Set<string>();
   for (const p of Object.values(manifest.programs)) {

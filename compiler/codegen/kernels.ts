@@ -4,6 +4,7 @@
 
 import { binds, hyperSlots, kernelName, type KernelJSON, type NodeJSON, type ProgramJSON } from '../../runtime/program.ts';
 import { ops, type OpKind } from '../ops/registry.ts';
+import { quads } from '../ops/matmul.ts';
 import type { KernelSig, KernelSource, OpDef } from '../ops/types.ts';
 import { besideModule, kernelModule, shaderKey } from './wgsl.ts';
 import { besidePairs, inPlace, mergeGroups, type Dispatch } from './merge.ts';
@@ -15,7 +16,7 @@ export function attachKernels(p: ProgramJSON): ProgramJSON {
   for (const [d, g] of merged) for (const m of g.members) if (m !== d) by.set(m, d);
 
   // each dispatch's kernel, on its own
-  const dispatches: (Dispatch & { sig: KernelSig; src: KernelSource })[] = [];
+  const dispatches: (Dispatch & { sig: KernelSig; src: KernelSource; sub?: KernelSource })[] = [];
   const updatesIn = inPlace(p, (j) => by.get(j) ?? j);
   for (const n of p.nodes) {
     const def: OpDef = ops()[n.op as OpKind];
@@ -40,21 +41,29 @@ export function attachKernels(p: ProgramJSON): ProgramJSON {
     // the buffers it binds: its inputs (a merged kernel's), but for the hyperparameters it reads
     // from the uniform
     const reads = inputs.filter((j) => hyper(j) === undefined);
-    dispatches.push({ node: n.id, reads, stored, members, into, sig, src: (g ? ops().fused : def).wgsl!(sig) });
+    const wgsl = (g ? ops().fused : def).wgsl!;
+    // a matrix product's variant for adapters with subgroups of four, where it applies
+    const product = op === 'matmul' || (op === 'fused' && attrs.matmul !== undefined);
+    const sub = product && quads(n.shape[n.shape.length - 1]) ? wgsl({ ...sig, subgroups: true }) : undefined;
+    dispatches.push({ node: n.id, reads, stored, members, into, sig, src: wgsl(sig), sub });
   }
 
   const kernels: KernelJSON[] = [];
   const byKey = new Map<string, number>();
-  const kernel = (op: string, wgsl: string, src: KernelSource, hypers: boolean, first?: KernelSource): number => {
-    const key = shaderKey(wgsl + JSON.stringify(src.grid));
+  type Variant = { wgsl: string; src: KernelSource; first?: KernelSource };
+  const kernel = (op: string, wgsl: string, src: KernelSource, hypers: boolean, first?: KernelSource, v?: Variant): number => {
+    // (dispatches of one text where only some can run the variant keep apart)
+    const key = shaderKey(wgsl + JSON.stringify(src.grid) + (v ? v.wgsl : ''));
     let k = byKey.get(key);
     if (k === undefined) {
       k = kernels.length;
       byKey.set(key, k);
-      kernels.push({ name: kernelName(op, wgsl, src.grid), wgsl, grid: src.grid, ...(first ? { first: first.grid } : {}), ...(hypers ? { hypers: true as const } : {}) });
+      const sub = v && { name: kernelName(op, v.wgsl, v.src.grid), wgsl: v.wgsl, grid: v.src.grid, ...(v.first ? { first: v.first.grid } : {}) };
+      kernels.push({ name: kernelName(op, wgsl, src.grid), wgsl, grid: src.grid, ...(first ? { first: first.grid } : {}), ...(hypers ? { hypers: true as const } : {}), ...(sub ? { sub } : {}) });
     }
     return k;
   };
+  const variant = (x: (typeof dispatches)[number]) => ({ sig: x.sub ? { ...x.sig, subgroups: true } : x.sig, src: x.sub ?? x.src });
   const fields = new Map<number, Partial<NodeJSON>>();
   const own = (d: Dispatch): Partial<NodeJSON> => {
     const n = p.nodes[d.node];
@@ -70,7 +79,8 @@ export function attachKernels(p: ProgramJSON): ProgramJSON {
     const first = pairs.get(d.node);
     for (const m of d.members) if (m !== d.node) fields.set(m, { by: d.node, ...(d.into.has(m) ? { into: d.into.get(m) } : {}) });
     if (first === undefined) {
-      fields.set(d.node, { kernel: kernel(p.nodes[d.node].op, kernelModule(d.sig, d.src), d.src, hypers(d)), ...own(d) });
+      const v = d.sub && { wgsl: kernelModule({ ...d.sig, subgroups: true }, d.sub), src: d.sub };
+      fields.set(d.node, { kernel: kernel(p.nodes[d.node].op, kernelModule(d.sig, d.src), d.src, hypers(d), undefined, v), ...own(d) });
       continue;
     }
     // `first` and `d` in one dispatch, at d: first's nodes are computed by it and stored by it
@@ -82,15 +92,18 @@ export function attachKernels(p: ProgramJSON): ProgramJSON {
     // the outputs bound after the inputs (not those written in place of an input)
     const outs = [d.node, ...mine.writes].filter((s) => !d.into.has(s) && !a.into.has(s));
     // the first kernel's reads are the first bindings, as they are on its own
-    const part = (x: typeof d, at: (r: number) => number) => {
+    const part = (x: typeof d, at: (r: number) => number, { sig, src }: { sig: KernelSig; src: KernelSource } = x) => {
       let r = 0;
       const ins = x.sig.inputs.map((i) => (i.hyper === undefined ? at(r++) : -1));
-      return { sig: x.sig, src: x.src, ins, outs: x.stored.map((s) => (x.into.has(s) ? ins[x.sig.into![x.stored.indexOf(s)]] : bound.length + outs.indexOf(s))) };
+      return { sig, src, ins, outs: x.stored.map((s) => (x.into.has(s) ? ins[x.sig.into![x.stored.indexOf(s)]] : bound.length + outs.indexOf(s))) };
     };
-    const parts = [part(a, (r) => r), part(d, (r) => bound.indexOf(d.reads[r]))] as const;
+    const [atA, atD] = [(r: number) => r, (r: number) => bound.indexOf(d.reads[r])];
+    const parts = [part(a, atA), part(d, atD)] as const;
     const written = new Set(parts.flatMap((q) => q.outs));
-    const wgsl = besideModule(parts, [...bound, ...outs].map((j, b) => ({ dtype: p.nodes[j].dtype, write: written.has(b) })));
-    fields.set(d.node, { kernel: kernel(p.nodes[d.node].op, wgsl, d.src, hypers(a) || hypers(d), a.src), ...mine });
+    const layout = [...bound, ...outs].map((j, b) => ({ dtype: p.nodes[j].dtype, write: written.has(b) }));
+    const wgsl = besideModule(parts, layout);
+    const v = (a.sub || d.sub) && { wgsl: besideModule([part(a, atA, variant(a)), part(d, atD, variant(d))], layout), src: d.sub ?? d.src, first: a.sub ?? a.src };
+    fields.set(d.node, { kernel: kernel(p.nodes[d.node].op, wgsl, d.src, hypers(a) || hypers(d), a.src, v), ...mine });
   }
   return { ...p, nodes: p.nodes.map((n) => ({ ...n, ...fields.get(n.id) })), kernels };
 }

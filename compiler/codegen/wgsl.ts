@@ -37,7 +37,7 @@ export function kernelModule(sig: KernelSig, src: KernelSource): string {
   });
   [sig.output, ...(sig.writes ?? [])].forEach((o, k) => (into[k] ?? -1) < 0 && lines.push(`@group(0) @binding(${binding++}) var<storage, read_write> out${k || ''}: array<${wgslType[o.dtype]}>;`));
   lines.push(...uniforms(binding, metaLength(sig), [sig]), ...threads);
-  return text([...lines, resolve(inPlace(src.code, into), sig)]);
+  return text([...lines, resolve(inPlace(src.code, into), sig)], sig.subgroups);
 }
 
 /** `code` with each identifier `id` replaced by `name(id)`. */
@@ -78,8 +78,9 @@ const threads = [`const WG: u32 = ${WORKGROUP}u;`, `fn thread_id(gid: vec3<u32>,
 /** One statement or declaration per line, unindented, without comments and without the spaces
  *  that separate nothing (`let x = a + b;` is `let x=a+b;`): the text ships in every bundle. A
  *  space stays between two words and between two operators (`- -x`, `> =` would change tokens). */
-const text = (lines: readonly string[]): string =>
-  `${lines
+const text = (lines: readonly string[], subgroups?: boolean): string =>
+  // (a thread past the end returns early; the subgroup's others are past the end too)
+  `${subgroups ? 'enable subgroups;\ndiagnostic(off, subgroup_uniformity);\n' : ''}${lines
     .flatMap((l) => l.split('\n'))
     .map((l) => l.trim())
     .filter((l) => l && !l.startsWith('//'))
@@ -138,7 +139,7 @@ export function besideModule([first, second]: readonly [BesidePart, BesidePart],
     'if (i < first) { main0(gid, nwg); } else { _main(vec3<u32>(i - first, 0u, 0u), nwg); }',
     '}',
   );
-  return text(lines);
+  return text(lines, first.sig.subgroups || second.sig.subgroups);
 }
 
 /** The text of each function `code` declares, from `fn` to its closing brace. */

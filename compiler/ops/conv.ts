@@ -216,7 +216,7 @@ fn tap_range(o: i32, s: i32, n: i32, m: i32) -> vec2<u32> {
 const QUAD = (v: number) => `let q${v} = min(vec4<u32>(c0 + ${4 * v}u) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(NC - 1u));`;
 const gather4 = (buf: string, idx: string) => `vec4<f32>(${buf}[${idx}.x], ${buf}[${idx}.y], ${buf}[${idx}.z], ${buf}[${idx}.w])`;
 const TILE = { kind: 'tiles', rows: PIX, cols: CH } as const;
-const ACCS = PX.flatMap((r) => QS.map((v) => `var acc${r}_${v} = vec4<f32>(0.0);`)).join(' ');
+const ACCS = PX.flatMap((r) => QS.map((v) => `var acc${r}_${v} = vec4f();`)).join(' ');
 /** Stores the tile through a loop (one copy of the store: smaller WGSL, faster pipeline builds),
  *  the positions x0 + r below `n` and channels below NC; `base(r)` is position r's first channel. */
 const storeTile = (n: string, base: string) => `var tile = array<vec4<f32>, ${PIX * QUADS}>(${PX.flatMap((r) => QS.map((v) => `acc${r}_${v}`)).join(', ')});

@@ -49,6 +49,8 @@ export interface KernelSig {
   into?: number[];
   /** The program's symbolic dimensions, in the order their values follow in `meta`. */
   symbols: readonly string[];
+  /** The variant for adapters with subgroups of four invocations (ops/matmul.ts `quads`). */
+  subgroups?: boolean;
 }
 
 /**

@@ -12,7 +12,7 @@ import type { ProgramJSON } from '../../runtime/program.ts';
 import { runCpu } from '../../runtime/cpu.ts';
 import { cpuKernels } from '../../runtime/cpu_kernels.ts';
 import { argKey } from '../../runtime/shapes.ts';
-import { WebGPUExecutor } from '../../runtime/webgpu.ts';
+import { WebGPUExecutor, requestDevice } from '../../runtime/webgpu.ts';
 
 // ---------------------------------------------------------------- evaluation
 
@@ -58,7 +58,8 @@ export function gpuDevice(): Promise<GPUDevice | null> {
       if (process.env.CI === 'true') throw new Error('no WebGPU adapter in CI: set VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json');
       return null;
     }
-    const d = await adapter.requestDevice();
+    // as apps get it: with the adapter's storage limits and subgroups (kernel variants)
+    const d = await requestDevice(adapter);
     d.addEventListener('uncapturederror', (e) => gpuErrors.push((e as GPUUncapturedErrorEvent).error.message));
     return d;
   })();
