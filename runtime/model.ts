@@ -27,8 +27,9 @@ export interface ModelOptions {
   /** On WebGPU: until the training step's pipelines are compiled, run on the CPU, then move every
    *  tensor to the GPU before the next run (default true; see `runsOn`). */
   startOnCpu?: boolean;
-  /** On the CPU: how many threads the wasm kernels may use (default: the host's cores, where it
-   *  allows worker threads and shared memory: Node, or a cross-origin isolated page; 1: none). */
+  /** On the CPU: how many threads the wasm kernels may use, where the host allows worker threads
+   *  and shared memory (Node, or a cross-origin isolated page); by default its cores if it has four
+   *  or more, else one (runtime/threads.ts). */
   threads?: number;
 }
 

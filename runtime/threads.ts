@@ -27,8 +27,9 @@ const SEQ = 0, DONE = 1, ARGS = 3;
 const tileOf = (w: number) => TILE + 128 * (w + 1);
 const MAX_WORKERS = 7;
 export const CONTROL = tileOf(MAX_WORKERS);
-/** Products under this many multiply-adds run on the calling thread (a wake-up costs ~20 µs). */
-const SMALL = 1 << 16;
+/** Products under this many multiply-adds run on the calling thread: a sleeping worker takes tens of
+ *  µs to wake (~0.2 ms on a VM). */
+const SMALL = 1 << 20;
 
 /** The body of each worker, sent as source: instantiates the module on the shared memory, then
  *  runs the gemm bands it is handed until its job number turns negative. */
@@ -39,9 +40,7 @@ function work({ module, memory, slot }: { module: WebAssembly.Module; memory: We
   const c = new Int32Array(memory.buffer);
   Atomics.store(c, slot + 2, 1);
   for (let seq = 0; ; ) {
-    // spin a while before sleeping: the next band of a step comes soon, and waking a sleeping
-    // thread took ~0.2 ms on a 2-core VM, as long as a band
-    for (const t = performance.now(); Atomics.load(c, slot) === seq && performance.now() - t < 2; );
+    // (no spinning meanwhile: on a 2-core VM a spinning thread slowed the other's JavaScript 1.6×)
     Atomics.wait(c, slot, seq);
     seq = Atomics.load(c, slot);
     if (seq < 0) return;
@@ -85,13 +84,20 @@ function sharedImport(wasm: BufferSource): Uint8Array<ArrayBuffer> {
   throw new Error('threads: the module imports no memory');
 }
 
-/** How many threads the host offers; 1 where workers or shared memory are missing. */
+/** How many threads to use by default: the host's cores where it has four or more (on a 2-core VM
+ *  a second thread made the MNIST MLP's inference 1.5× faster but its training step 1.4× slower:
+ *  waking a worker took ~0.2 ms, and two busy threads slowed each other); else one, as where
+ *  workers or shared memory are missing. */
 async function cores(): Promise<number> {
   const g = globalThis as { crossOriginIsolated?: boolean; navigator?: { hardwareConcurrency?: number }; process?: { versions?: { node?: string } } };
   // variable specifiers: bundlers for the browser leave them alone
   const os = 'node:os';
-  if (g.process?.versions?.node) return ((await import(/* @vite-ignore */ os)) as typeof import('node:os')).availableParallelism();
-  return g.crossOriginIsolated && typeof Worker === 'function' ? (g.navigator?.hardwareConcurrency ?? 1) : 1;
+  const n = g.process?.versions?.node
+    ? ((await import(/* @vite-ignore */ os)) as typeof import('node:os')).availableParallelism()
+    : g.crossOriginIsolated && typeof Worker === 'function'
+      ? (g.navigator?.hardwareConcurrency ?? 1)
+      : 1;
+  return n >= 4 ? n : 1;
 }
 
 /** A worker running `work` on `data`; it does not keep Node running. */
@@ -105,11 +111,12 @@ async function spawn(data: { module: WebAssembly.Module; memory: WebAssembly.Mem
   const { Worker: NodeWorker } = (await import(/* @vite-ignore */ threads)) as typeof import('node:worker_threads');
   const w = new NodeWorker(`(${work})(require('node:worker_threads').workerData)`, { eval: true, workerData: data });
   w.unref();
+  w.on('error', () => {}); // a worker that fails never becomes ready: its bands run here
   return w;
 }
 
 /**
- * How runtime/wasm.ts instantiates the module with `threads` threads (the host's cores by default):
+ * How runtime/wasm.ts instantiates the module with `threads` threads (by default `cores()`):
  * with more than one, on a shared memory, here and in `threads - 1` workers, the exports' gemm split
  * between them. Workers join as they become ready; until then gemm runs here alone. A host without
  * workers or shared memory gets one thread.

@@ -23,8 +23,7 @@ export type WasmSource = (m: Manifest) => Promise<BufferSource>;
 
 /** What a table of CPU kernels carries for this executor beside the JS kernels: the source of the
  *  wasm bytes, the wasm drivers of its ops (`wasmOps` below, or a bundle's share of them) and how
- *  to instantiate the module with `threads` threads (runtime/threads.ts: by default the host's
- *  cores, where it allows them). */
+ *  to instantiate the module with `threads` threads (runtime/threads.ts, which picks a default). */
 export interface WasmParts {
   wasm?: WasmSource;
   wasmOps?: Readonly<Record<string, WasmKernel>>;
@@ -287,8 +286,7 @@ export class CpuExecutor {
     private readonly e?: Exports,
   ) {}
 
-  /** `threads`: how many threads the wasm kernels may use (default: the host's cores, where it
-   *  allows workers and shared memory; 1: none). */
+  /** `threads`: how many threads the wasm kernels may use (default: runtime/threads.ts's). */
   static async create(kernels: CpuKernels, m: Manifest, threads?: number): Promise<CpuExecutor> {
     const parts = kernels as WasmParts;
     const { exp, log, sin, cos, sign, pow } = Math;

@@ -1,10 +1,11 @@
 // The CPU executor's worker threads (runtime/threads.ts): gemm split into bands between the calling
 // thread and the workers gives the single thread's results to the bit, on sizes that are not
 // multiples of the panels, split by rows and by columns; a CPU model trains the same with them; a
-// bundle carries them as threads.js; one thread asked for (or a host without workers) is no worker.
+// bundle carries them as threads.js; one thread asked for (or by default on fewer than four cores,
+// or a host without workers) is no worker.
 
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it, vi } from 'vitest';
@@ -50,8 +51,10 @@ describe('worker threads', () => {
     }
   });
 
-  it('are none when one thread is asked for', async () => {
+  it('are none when one thread is asked for, and by default on hosts of fewer than four cores', async () => {
     expect(await threaded(1)).toBe(alone);
+    // (two threads did not pay on a 2-core VM: runtime/threads.ts cores)
+    expect((await threaded()) === alone).toBe(availableParallelism() < 4);
   });
 
   it('train a CPU model to the same losses as one thread', async () => {

@@ -131,8 +131,9 @@ export interface ModelOptions {
   /** On WebGPU, run on the CPU until the training step's pipelines are compiled, then move to the
    *  GPU (default true): the first steps do not wait for the pipelines. See \`runsOn\`. */
   startOnCpu?: boolean;
-  /** On the CPU: threads for the wasm kernels' matrix products (default: the host's cores, where it
-   *  allows worker threads and shared memory: Node, or a cross-origin isolated page; 1: none). */
+  /** On the CPU: threads for the wasm kernels' matrix products, where the host allows worker
+   *  threads and shared memory (Node, or a cross-origin isolated page); by default its cores if it
+   *  has four or more, else one. */
   threads?: number;
 }
 
