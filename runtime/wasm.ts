@@ -158,7 +158,8 @@ function patches(h: Heap, e: Exports, transposed: boolean, x: number, q: number,
 }
 
 /** A fused program's export and its row length: a letter per input, u (one value), f (the
- *  output's size) or c (a row: the output's trailing dims). */
+ *  output's size), c (a row: the output's trailing dims) or k (rows of the output's size, which
+ *  the program sums; `row` is then its size). */
 function fusedFn(e: Exports, attrs: Attrs, shapes: number[][], shape: number[]): [Exports[string], number] | undefined {
   const n = numel(shape);
   let row = n;
@@ -166,7 +167,7 @@ function fusedFn(e: Exports, attrs: Attrs, shapes: number[][], shape: number[]):
     const k = numel(s), t = s.slice(s.findIndex((d) => d !== 1));
     if (k === 1 || k === n) return k === 1 ? 'u' : 'f';
     row = k;
-    return t.length < shape.length && t.every((d, q) => d === shape[shape.length - t.length + q]) ? 'c' : '?';
+    return t.length < shape.length && t.every((d, q) => d === shape[shape.length - t.length + q]) ? 'c' : k % n ? '?' : 'k';
   };
   const fn = attrs.reduce === undefined && e[`${shapes.map(letter).join('')}|${attrs.code}`];
   return fn ? [fn, row] : undefined;

@@ -185,6 +185,42 @@ describe('wasm fused elementwise programs', () => {
       { numRuns: 60 },
     );
   }, 60_000);
+
+  it('with sums over rows (k: [rows, n] for an output [n], a bias gradient) give the bits of the JS kernel', async () => {
+    const arb = fc.record({
+      pattern: fc.array(fc.constantFrom('u', 'f', 'k'), { minLength: 1, maxLength: 4 }).map((p) => [...p, 'k']),
+      rows: fc.integer({ min: 1, max: 70 }),
+      n: fc.integer({ min: 1, max: 37 }),
+      ops: fc.array(fc.tuple(fc.constantFrom('add', 'sub', 'mul', 'div', 'max'), fc.nat(), fc.nat()), { maxLength: 5 }),
+      seed: fc.integer({ min: 1, max: 2 ** 30 }),
+    });
+    await fc.assert(
+      fc.asyncProperty(arb, async ({ pattern, rows, n, ops, seed }) => {
+        // each k input summed, then lines over the sums and the other inputs
+        const code = pattern.flatMap((p, k) => (p === 'k' ? [`sum.0 i${k}`] : []));
+        const regs = [...code.map((_, r) => `r${r}`), ...pattern.flatMap((p, k) => (p === 'k' ? [] : [`i${k}`]))];
+        for (const [op, a, c] of ops) code.push(`${op} ${regs[a % regs.length]} ${regs.concat(`r${code.length - 1}`)[c % (regs.length + 1)]}`);
+        const xs = pattern.map((p, k) => input(`x${k}`, p === 'u' ? [] : p === 'f' ? [n] : [rows, n]));
+        const y = b.fused(xs, code, [n]);
+        const program = programOf([y], false);
+        const manifest = { programs: { p: program } } as unknown as Manifest;
+        const key = fusedKey(pattern.map((p) => (p === 'f' && n === 1 ? 'u' : p)).join(''), code.join('; '));
+        if (rows > 1) expect(WebAssembly.Module.exports(new WebAssembly.Module(cpuWasm(manifest))).map((x) => x.name)).toContain(key);
+        const exec = await CpuExecutor.create(cpuKernels, manifest);
+        // the executor calls the wasm program (a measuring peek at its private exports)
+        const own = exec as unknown as { e: Record<string, (...a: number[]) => void> };
+        const fn = own.e[key];
+        let calls = 0;
+        if (fn) own.e = { ...own.e, [key]: (...a: number[]) => (calls++, fn(...a)) };
+        const feeds = new Map(xs.map((x, k) => [x, randomTensor(x.shape as number[], seed + k, { min: -2, max: 2 })]));
+        const want = evalCpu([y], feeds, 'f32')[0];
+        const got = (await exec.run(program, feedsOf(feeds))).out0;
+        expect(Array.from(got.data)).toEqual(Array.from(want.data));
+        expect(calls).toBe(rows > 1 ? 1 : 0);
+      }),
+      { numRuns: 60 },
+    );
+  }, 60_000);
 });
 
 describe('training on the fast CPU path', () => {

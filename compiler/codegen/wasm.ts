@@ -267,16 +267,18 @@ function col2im(m: binaryen.Module): void {
 
 // ---------------------------------------------------------------- fused elementwise programs
 //
-// A fused node (ops/fused.ts) whose inputs are f32, each the output's size, a row of it or a
-// single value, with no reduction and only ops SIMD has (or, on lines that read single values
-// only, ops the host's Math has) becomes one function f(out, n, row, in0, in1, ...), exported
-// under `fusedKey`: the lines that read single values run once, the others 4 elements per step.
+// A fused node (ops/fused.ts) whose inputs are f32, each the output's size, a row of it, a single
+// value, or rows of it that a line sums (`sum.0`: a bias's gradient, the batch sum of dy), with
+// no other reduction and only ops SIMD has (or, on lines that read single values only, ops the
+// host's Math has) becomes one function f(out, n, row, in0, in1, ...), exported under `fusedKey`:
+// the lines that read single values run once, the others 4 elements per step.
 // Blocks have 16 bytes to spare (runtime/wasm.ts), so a step may run up to 3 elements past n.
-// Each f32 operation rounds as the JavaScript kernel's Math.fround does: both give the same bits.
+// Each f32 operation rounds as the JavaScript kernel's Math.fround does, and a sum adds in f64 in
+// the JavaScript kernel's order: both give the same bits.
 
 /** The export name of a fused program: `pattern` has a letter per input, u (a single value), f
- *  (the output's size) or c (a row of it: the output's trailing dims). runtime/wasm.ts builds the
- *  same name. */
+ *  (the output's size), c (a row of it: the output's trailing dims) or k (rows of it, which a
+ *  `sum.0` line sums; then `row` is that input's size). runtime/wasm.ts builds the same name. */
 export const fusedKey = (pattern: string, code: string): string => `${pattern}|${code}`;
 
 /** Math functions of the host (f64 → f64), for lines that run once. */
@@ -289,16 +291,21 @@ type Val = { v: Ref; bool: boolean };
 function fused(m: binaryen.Module, code: string, lines: Line[], pattern: string): boolean {
   const uni = (a: Operand): boolean => (a.kind === 'in' ? pattern[a.k] === 'u' : a.kind === 'reg' ? once[a.k] : true);
   const once: boolean[] = [];
+  // the sums over k inputs' rows (the only lines that may read them)
+  const summed = (l: Line): boolean => l.op === 'sum' && l.axes?.join() === '0' && l.args[0].kind === 'in' && pattern[l.args[0].k] === 'k';
+  if (pattern.includes('k') && pattern.includes('c')) return false;
   for (const l of lines) {
     once.push(l.args.every(uni));
     if (l.op === 'size' || l.dtype === 'i32' || l.args.some((a) => a.kind === 'lit' && a.dtype === 'i32')) return false;
-    if (!once.at(-1) && !(l.op in VECTOR)) return false;
+    if (l.args.some((a) => a.kind === 'in' && pattern[a.k] === 'k') && !summed(l)) return false;
+    if (!once.at(-1) && !(l.op in VECTOR) && !summed(l)) return false;
     if (once.at(-1) && !(l.op in VECTOR) && !(l.op in MATH)) return false;
   }
   if (lines.at(-1)!.dtype !== 'f32') return false;
   const f = new Fn(m, ['out', 'n', 'row', ...[...pattern].map((_, k) => `in${k}`)]);
   f.local(['i', 'r', 'end', 'len']);
   const c = (v: number) => m.i32.const(v);
+  const bytes = (v: string) => m.i32.shl(f.get(v), c(2));
   const body: Ref[] = [];
   const scalar = (l: Line, k: number): Ref => {
     const arg = (a: Operand): Val =>
@@ -312,7 +319,28 @@ function fused(m: binaryen.Module, code: string, lines: Line[], pattern: string)
     }
     return SCALAR[l.op as keyof typeof VECTOR](m, args, l);
   };
+  // the sum over the rows of a k input at the step's 4 elements, in f64 (two f64x2, in the rows'
+  // order), rounded to f32 at the end
+  f.local(['q', 'p']);
+  f.local(['lo', 'hi'], v128);
+  const sum = (k: number): Ref => {
+    const zero = m.f64x2.splat(m.f64.const(0));
+    const v = m.v128.load(0, 4, f.get('p'));
+    const high = (x: Ref) => m.i8x16.shuffle(x, x, [8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15]);
+    return m.block(null, [
+      f.set('lo', zero),
+      f.set('hi', zero),
+      f.set('p', m.i32.add(f.get(`in${k}`), f.get('i'))),
+      f.for('q', c(0), () => f.get('row'), f.get('n'), [
+        f.set('lo', m.f64x2.add(f.get('lo'), m.f64x2.promote_low_f32x4(v))),
+        f.set('hi', m.f64x2.add(f.get('hi'), m.f64x2.promote_low_f32x4(high(v)))),
+        f.set('p', m.i32.add(f.get('p'), bytes('n'))),
+      ]),
+      m.i8x16.shuffle(m.f32x4.demote_f64x2_zero(f.get('lo')), m.f32x4.demote_f64x2_zero(f.get('hi')), [0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23]),
+    ], v128);
+  };
   const vector = (l: Line): Ref => {
+    if (summed(l)) return sum((l.args[0] as { k: number }).k);
     const arg = (a: Operand): Val =>
       a.kind === 'in'
         ? { v: pattern[a.k] === 'u' ? f.get(`u${a.k}`) : m.v128.load(0, 4, m.i32.add(f.get(`in${a.k}`), pattern[a.k] === 'c' ? f.get('i') : m.i32.add(f.get('r'), f.get('i')))), bool: false }
@@ -339,13 +367,12 @@ function fused(m: binaryen.Module, code: string, lines: Line[], pattern: string)
     ...lines.flatMap((l, k) => (once[k] ? [] : [f.set(`v${k}`, vector(l))])),
     m.v128.store(0, 4, m.i32.add(f.get('out'), m.i32.add(f.get('r'), f.get('i'))), f.get(`v${last}`)),
   ];
-  // rows of `row` elements (the c inputs' size; n without them), 4 elements per step: a row's last
-  // step may spill into the next row, which its own first steps then overwrite
-  const bytes = (v: string) => m.i32.shl(f.get(v), c(2));
+  // rows of `row` elements (the c inputs' size; n without them, or with k inputs), 4 elements per
+  // step: a row's last step may spill into the next row, which its own first steps then overwrite
   f.add(fusedKey(pattern, code), [
     ...body,
     f.set('end', bytes('n')),
-    f.set('len', bytes('row')),
+    f.set('len', bytes(pattern.includes('k') ? 'n' : 'row')),
     f.for('r', c(0), () => f.get('end'), f.get('len'), [f.for('i', c(0), () => f.get('len'), c(16), step)]),
   ]);
   return true;
@@ -408,9 +435,10 @@ function fusedPrograms(manifest: Manifest): [string, string, Line[]][] {
       // a matmul's epilogue reads the product (runtime/wasm.ts computes it first) where its operands are
       const ins = n.attrs.matmul ? [{ shape: n.shape, dtype: n.dtype }, ...n.inputs.slice(2).map((j) => p.nodes[j])] : n.inputs.map((j) => p.nodes[j]);
       const same = (d: Dim[]) => d.length === n.shape.length && d.every((x, q) => x === n.shape[q]);
-      const pattern = ins.map((x) => (x.shape.every((d) => d === 1) ? 'u' : same(x.shape) ? 'f' : rowOf(x.shape, n.shape) ? 'c' : '?')).join('');
-      const rows = new Set(ins.filter((_, k) => pattern[k] === 'c').map((x) => x.shape.filter((d) => d !== 1).join()));
-      if (pattern.includes('?') || rows.size > 1 || ins.some((x) => x.dtype !== 'f32')) continue;
+      const rows = (d: Dim[]) => d.length === n.shape.length + 1 && same(d.slice(1));
+      const pattern = ins.map((x) => (x.shape.every((d) => d === 1) ? 'u' : same(x.shape) ? 'f' : rowOf(x.shape, n.shape) ? 'c' : rows(x.shape) ? 'k' : '?')).join('');
+      const sizes = new Set(ins.filter((_, k) => pattern[k] === 'c' || pattern[k] === 'k').map((x) => x.shape.filter((d) => d !== 1).join()));
+      if (pattern.includes('?') || sizes.size > 1 || ins.some((x) => x.dtype !== 'f32')) continue;
       const code = String(n.attrs.code);
       if (seen.has(fusedKey(pattern, code))) continue;
       try {
