@@ -31,8 +31,9 @@ export const CONTROL = tileOf(MAX_WORKERS);
  *  µs to wake (~0.2 ms on a VM). */
 const SMALL = 1 << 20;
 
-/** The body of each worker, sent as source: instantiates the module on the shared memory, then
- *  runs the gemm bands it is handed until its job number turns negative. */
+/** The body of each worker, sent as source (so it names no constant of this module: its words are
+ *  SLOT's, READY at 2, DONE at 1, the 8 ARGS from 3): instantiates the module on the shared memory,
+ *  then runs the gemm bands it is handed until its job number turns negative. */
 function work({ module, memory, slot }: { module: WebAssembly.Module; memory: WebAssembly.Memory; slot: number }): void {
   const env: Record<string, WebAssembly.ImportValue> = { memory };
   for (const i of WebAssembly.Module.imports(module)) if (i.kind === 'function') env[i.name] = Math[i.name as 'exp'];
@@ -135,7 +136,8 @@ export async function threaded(threads?: number): Promise<Instantiate> {
     const gemm = (a: number, b: number, out: number, m: number, nn: number, k: number, ldc: number, tile: number): void => {
       const ready = slots.flatMap((s, w) => (Atomics.load(c, s + READY) ? [w] : []));
       if (!ready.length || m * nn * k < SMALL) return e.gemm(a, b, out, m, nn, k, ldc, tile);
-      // bands along the longer side, in whole panels (MR rows of packed a, NR columns of packed b)
+      // bands of whole panels (MR rows of packed a, NR columns of packed b): of rows where each
+      // thread gets two panels of them, else along the longer side
       const rows = m >= 8 * (ready.length + 1) || m >= nn, [len, q] = rows ? [m, MR] : [nn, NR];
       const band = Math.ceil(len / (ready.length + 1) / q) * q;
       const used: number[] = [];
