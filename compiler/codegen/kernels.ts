@@ -16,7 +16,9 @@ export function attachKernels(p: ProgramJSON): ProgramJSON {
   for (const [d, g] of merged) for (const m of g.members) if (m !== d) by.set(m, d);
 
   // each dispatch's kernel, on its own
-  const dispatches: (Dispatch & { sig: KernelSig; src: KernelSource; sub?: KernelSource })[] = [];
+  type Kernel = { sig: KernelSig; src: KernelSource };
+  // (`sub`: its variant for adapters with subgroups of four)
+  const dispatches: (Dispatch & Kernel & { sub?: Kernel })[] = [];
   const updatesIn = inPlace(p, (j) => by.get(j) ?? j);
   for (const n of p.nodes) {
     const def: OpDef = ops()[n.op as OpKind];
@@ -44,7 +46,8 @@ export function attachKernels(p: ProgramJSON): ProgramJSON {
     const wgsl = (g ? ops().fused : def).wgsl!;
     // a matrix product's variant for adapters with subgroups of four, where it applies
     const product = op === 'matmul' || (op === 'fused' && attrs.matmul !== undefined);
-    const sub = product && quads(n.shape[n.shape.length - 1]) ? wgsl({ ...sig, subgroups: true }) : undefined;
+    const variant = { ...sig, subgroups: true };
+    const sub = product && quads(n.shape[n.shape.length - 1]) ? { sig: variant, src: wgsl(variant) } : undefined;
     dispatches.push({ node: n.id, reads, stored, members, into, sig, src: wgsl(sig), sub });
   }
 
@@ -63,7 +66,6 @@ export function attachKernels(p: ProgramJSON): ProgramJSON {
     }
     return k;
   };
-  const variant = (x: (typeof dispatches)[number]) => ({ sig: x.sub ? { ...x.sig, subgroups: true } : x.sig, src: x.sub ?? x.src });
   const fields = new Map<number, Partial<NodeJSON>>();
   const own = (d: Dispatch): Partial<NodeJSON> => {
     const n = p.nodes[d.node];
@@ -79,7 +81,7 @@ export function attachKernels(p: ProgramJSON): ProgramJSON {
     const first = pairs.get(d.node);
     for (const m of d.members) if (m !== d.node) fields.set(m, { by: d.node, ...(d.into.has(m) ? { into: d.into.get(m) } : {}) });
     if (first === undefined) {
-      const v = d.sub && { wgsl: kernelModule({ ...d.sig, subgroups: true }, d.sub), src: d.sub };
+      const v = d.sub && { wgsl: kernelModule(d.sub.sig, d.sub.src), src: d.sub.src };
       fields.set(d.node, { kernel: kernel(p.nodes[d.node].op, kernelModule(d.sig, d.src), d.src, hypers(d), undefined, v), ...own(d) });
       continue;
     }
@@ -92,7 +94,7 @@ export function attachKernels(p: ProgramJSON): ProgramJSON {
     // the outputs bound after the inputs (not those written in place of an input)
     const outs = [d.node, ...mine.writes].filter((s) => !d.into.has(s) && !a.into.has(s));
     // the first kernel's reads are the first bindings, as they are on its own
-    const part = (x: typeof d, at: (r: number) => number, { sig, src }: { sig: KernelSig; src: KernelSource } = x) => {
+    const part = (x: typeof d, at: (r: number) => number, { sig, src }: Kernel = x) => {
       let r = 0;
       const ins = x.sig.inputs.map((i) => (i.hyper === undefined ? at(r++) : -1));
       return { sig, src, ins, outs: x.stored.map((s) => (x.into.has(s) ? ins[x.sig.into![x.stored.indexOf(s)]] : bound.length + outs.indexOf(s))) };
@@ -102,7 +104,7 @@ export function attachKernels(p: ProgramJSON): ProgramJSON {
     const written = new Set(parts.flatMap((q) => q.outs));
     const layout = [...bound, ...outs].map((j, b) => ({ dtype: p.nodes[j].dtype, write: written.has(b) }));
     const wgsl = besideModule(parts, layout);
-    const v = (a.sub || d.sub) && { wgsl: besideModule([part(a, atA, variant(a)), part(d, atD, variant(d))], layout), src: d.sub ?? d.src, first: a.sub ?? a.src };
+    const v = (a.sub || d.sub) && { wgsl: besideModule([part(a, atA, a.sub), part(d, atD, d.sub)], layout), src: (d.sub ?? d).src, first: (a.sub ?? a).src };
     fields.set(d.node, { kernel: kernel(p.nodes[d.node].op, wgsl, d.src, hypers(a) || hypers(d), a.src, v), ...mine });
   }
   return { ...p, nodes: p.nodes.map((n) => ({ ...n, ...fields.get(n.id) })), kernels };
