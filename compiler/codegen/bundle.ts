@@ -4,7 +4,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build, type PluginBuild } from 'esbuild';
+import { build, type OnResolveArgs, type PluginBuild } from 'esbuild';
 import type { KernelJSON, Manifest, TensorSpec } from '../../runtime/program.ts';
 import { packManifest } from '../../runtime/packed.ts';
 import { wasmOps } from '../../runtime/wasm.ts';
@@ -62,9 +62,7 @@ export async function bundleJs(manifest: Manifest, minify = false, weights?: str
           b.onResolve({ filter: /^dlc:/ }, (a) => ({ path: a.path.slice(4), namespace: 'dlc' }));
           b.onResolve({ filter: /^\.\/(threads|variants)\.js$/ }, (a) => ({ path: a.path, external: true }));
           b.onLoad({ filter: /.*/, namespace: 'dlc' }, (a) => ({ ...virtual[a.path], resolveDir: ROOT }));
-          b.onResolve({ filter: /\.ts$/ }, (a) =>
-            !lbfgs && a.path === './lbfgs.ts' ? { path: 'no-lbfgs', namespace: 'dlc' } : { path: resolve(a.resolveDir, a.path), sideEffects: false },
-          );
+          b.onResolve({ filter: /\.ts$/ }, (a) => (!lbfgs && a.path === './lbfgs.ts' ? { path: 'no-lbfgs', namespace: 'dlc' } : pure(a)));
         },
       },
     ],
@@ -83,11 +81,14 @@ const ESBUILD = {
   tsconfigRaw: { compilerOptions: { useDefineForClassFields: false } },
 } as const;
 
+/** dlc's sources have no side effects at load time: esbuild may drop whatever nothing reaches. */
+const pure = (a: OnResolveArgs) => ({ path: resolve(a.resolveDir, a.path), sideEffects: false });
+
 /** A module of the runtime built on its own, minified: `entry`, or `contents` importing from it. */
 async function part(entry: string, contents?: string): Promise<string> {
-  const pure = { name: 'pure', setup: (b: PluginBuild) => b.onResolve({ filter: /\.ts$/ }, (a) => ({ path: resolve(a.resolveDir, a.path), sideEffects: false })) };
   const input = contents === undefined ? { entryPoints: [entry] } : { stdin: { contents, resolveDir: ROOT, loader: 'js' as const } };
-  return (await build({ ...ESBUILD, ...input, minify: true, plugins: [pure] })).outputFiles[0].text;
+  const plugin = { name: 'pure', setup: (b: PluginBuild) => b.onResolve({ filter: /\.ts$/ }, pure) };
+  return (await build({ ...ESBUILD, ...input, minify: true, plugins: [plugin] })).outputFiles[0].text;
 }
 
 /** The kernel variants of `m`'s programs, by kernel name. */
@@ -213,6 +214,7 @@ export declare function createModel(opts?: ModelOptions): Promise<Model>;
 export async function writeBundle(manifest: Manifest, dir: string, weights?: Uint8Array): Promise<string[]> {
   mkdirSync(join(dir, 'kernels'), { recursive: true });
   const file = weights && WEIGHTS;
+  const variants = subs(manifest);
   const files: [string, string | Uint8Array][] = [
     ['manifest.json', JSON.stringify(manifest, null, 1)],
     ['model.js', await bundleJs(manifest, false, file)],
@@ -224,7 +226,7 @@ export async function writeBundle(manifest: Manifest, dir: string, weights?: Uin
     // threads.js: how model.js instantiates kernels.wasm, on one thread or several
     ['threads.js', await part(THREADS)],
     // variants.js: the kernels' variants for some adapters, and which adapters
-    ...(Object.keys(subs(manifest)).length ? [['variants.js', await part(VARIANTS, `import { forDevice } from ${JSON.stringify(VARIANTS)}; const subs = ${JSON.stringify(subs(manifest))}; export default (d, m) => forDevice(d, m, subs);`)] as [string, string]] : []),
+    ...(Object.keys(variants).length ? [['variants.js', await part(VARIANTS, `import { forDevice } from ${JSON.stringify(VARIANTS)}; const subs = ${JSON.stringify(variants)}; export default (d, m) => forDevice(d, m, subs);`)] as [string, string]] : []),
   ];
   const seen = new Set<string>();
   for (const p of Object.values(manifest.programs)) {
