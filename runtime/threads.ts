@@ -9,6 +9,7 @@
 // loaded by CPU models only.
 
 import { FIRST, MR, NR, TILE, type Exports } from './wasm.ts';
+import { inNode } from './bytes.ts';
 
 /** The wasm module instantiated on a memory of its own. */
 export type Instantiate = (bytes: BufferSource, env: Record<string, (...x: number[]) => number>) => Promise<{ memory: WebAssembly.Memory; exports: Exports }>;
@@ -90,10 +91,10 @@ function sharedImport(wasm: BufferSource): Uint8Array<ArrayBuffer> {
  *  waking a worker took ~0.2 ms, and two busy threads slowed each other); else one, as where
  *  workers or shared memory are missing. */
 async function cores(): Promise<number> {
-  const g = globalThis as { crossOriginIsolated?: boolean; navigator?: { hardwareConcurrency?: number }; process?: { versions?: { node?: string } } };
+  const g = globalThis as { crossOriginIsolated?: boolean; navigator?: { hardwareConcurrency?: number } };
   // variable specifiers: bundlers for the browser leave them alone
   const os = 'node:os';
-  const n = g.process?.versions?.node
+  const n = inNode
     ? ((await import(/* @vite-ignore */ os)) as typeof import('node:os')).availableParallelism()
     : g.crossOriginIsolated && typeof Worker === 'function'
       ? (g.navigator?.hardwareConcurrency ?? 1)

@@ -16,6 +16,7 @@ import { WORKGROUP, binds, hyperSlots, type DType, type Grid, type NodeJSON, typ
 import { constData } from './cpu.ts';
 import { argKey, bindSymbols, nodeShapes, numel, resolveShape, type Syms } from './shapes.ts';
 import { isAlias, planMemory } from './memory.ts';
+import { inNode } from './bytes.ts';
 
 // GPUBufferUsage / GPUMapMode / GPUShaderStage values, fixed by the spec (the globals may be
 // missing in Node).
@@ -43,7 +44,6 @@ interface Plan {
   hyperCopies: { from: GPUBuffer; offset: number }[];
 }
 
-const node = !!(globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node;
 /** dlc's device promises pending, and the global setImmediate `calmly` put aside meanwhile. */
 let pending = 0;
 let immediate: unknown;
@@ -58,11 +58,11 @@ let immediate: unknown;
  */
 export async function calmly<T>(start: () => Promise<T>): Promise<T> {
   const g = globalThis as { setImmediate?: unknown };
-  if (node && !pending++) [immediate, g.setImmediate] = [g.setImmediate, (f: () => void, ...a: unknown[]) => setTimeout(f, 1, ...a)];
+  if (inNode && !pending++) [immediate, g.setImmediate] = [g.setImmediate, (f: () => void, ...a: unknown[]) => setTimeout(f, 1, ...a)];
   try {
     return await start();
   } finally {
-    if (node && !--pending) g.setImmediate = immediate;
+    if (inNode && !--pending) g.setImmediate = immediate;
   }
 }
 
