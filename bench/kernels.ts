@@ -18,6 +18,7 @@ import { Model } from '../runtime/model.ts';
 import type { ProgramJSON } from '../runtime/program.ts';
 import { numel } from '../runtime/shapes.ts';
 import { calmly } from '../runtime/webgpu.ts';
+import { product, source } from '../compiler/ops/fused.ts';
 import { nodeDevice } from '../cli/gpu.ts';
 import { randomBatch } from './engine.ts';
 
@@ -71,10 +72,10 @@ function flops(p: ProgramJSON, i: number, shapes: number[][]): number {
   const n = p.nodes[i];
   const out = numel(shapes[i]);
   // a fused node's product (its epilogue's i0)
-  const op = n.attrs.conv2d === true ? 'conv2d' : n.attrs.matmul ? 'matmul' : n.op;
+  const op = source(n.attrs) ?? n.op;
   if (op === 'matmul') {
     const a = shapes[n.inputs[0]];
-    const transA = n.op === 'matmul' ? n.attrs.transA : String(n.attrs.matmul)[0] === 't';
+    const transA = n.op === 'matmul' ? n.attrs.transA : product(n.attrs)!.transA;
     return 2 * out * a[a.length - (transA ? 2 : 1)];
   }
   if (op === 'conv2d' || op === 'conv2d_backprop_input') {
@@ -99,7 +100,8 @@ for (const w of workloads) {
   const step = () => (which === 'train' ? model.trainStep(batch) : model.predict({ x: batch.x }));
   for (let s = 0; s < 3; s++) await step();
 
-  const p = r.manifest.programs[which];
+  // (the model's manifest: on an adapter with kernel variants, not the compiled one)
+  const p = model.manifest.programs[which];
   // the executor's plan for this program (private: this is a measuring tool)
   const exec = (model as unknown as { exec: { programs: Map<ProgramJSON, { plans: Map<string, { dispatches: Dispatch[]; shapes: number[][] }> }> } }).exec;
   const plan = [...exec.programs.get(p)!.plans.values()][0];
@@ -128,7 +130,7 @@ for (const w of workloads) {
     const computed = p.nodes.filter((x) => x.id === i || x.by === i);
     const f = computed.reduce((s, x) => s + flops(p, x.id, plan.shapes), 0);
     sum += ms;
-    const products = computed.flatMap((x) => (x.op === 'matmul' || x.op === 'conv2d' ? [x.op] : x.attrs.matmul ? ['matmul'] : x.attrs.conv2d ? ['conv2d'] : []));
+    const products = computed.flatMap((x) => (x.op === 'matmul' || x.op === 'conv2d' ? [x.op] : (source(x.attrs) ?? [])));
     const what = `${n.op}${n.beside !== undefined ? '+beside' : ''}${products.length ? `(${products.join(', ')})` : ''}`;
     const ins = n.inputs.map((j) => `[${plan.shapes[j]}]`).join(' ');
     console.log(`${ms.toFixed(3).padStart(7)} ${(f / ms / 1e6).toFixed(2).padStart(8)}  ${what} ${ins} -> [${plan.shapes[i]}]  #${i} ${p.kernels[n.kernel!].name}`);
