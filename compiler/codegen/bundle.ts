@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { build, type OnResolveArgs, type PluginBuild } from 'esbuild';
 import type { KernelJSON, Manifest, TensorSpec } from '../../runtime/program.ts';
 import { packManifest } from '../../runtime/packed.ts';
+import { source } from '../ops/fused.ts';
 import { wasmOps } from '../../runtime/wasm.ts';
 
 const ENTRY = fileURLToPath(new URL('../../runtime/bundle_entry.ts', import.meta.url));
@@ -19,7 +20,7 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 /** The ops whose CPU kernels `m`'s programs run (leaves have none). */
 export function kernelOps(m: Manifest): string[] {
   // a fused node runs its product's kernel too (ops/fused.ts)
-  const used = new Set(Object.values(m.programs).flatMap((p) => p.nodes.flatMap((n) => [n.op, ...(n.attrs.matmul ? ['matmul'] : n.attrs.conv2d ? ['conv2d'] : [])])));
+  const used = new Set(Object.values(m.programs).flatMap((p) => p.nodes.flatMap((n) => [n.op, source(n.attrs) ?? n.op])));
   return [...used].filter((op) => op !== 'arg' && op !== 'const').sort();
 }
 

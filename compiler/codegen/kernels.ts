@@ -5,6 +5,7 @@
 import { binds, hyperSlots, kernelName, type KernelJSON, type NodeJSON, type ProgramJSON } from '../../runtime/program.ts';
 import { ops, type OpKind } from '../ops/registry.ts';
 import { quads } from '../ops/matmul.ts';
+import { source } from '../ops/fused.ts';
 import type { KernelSig, KernelSource, OpDef } from '../ops/types.ts';
 import { besideModule, kernelModule, shaderKey } from './wgsl.ts';
 import { besidePairs, inPlace, mergeGroups, type Dispatch } from './merge.ts';
@@ -45,7 +46,7 @@ export function attachKernels(p: ProgramJSON): ProgramJSON {
     const reads = inputs.filter((j) => hyper(j) === undefined);
     const wgsl = (g ? ops().fused : def).wgsl!;
     // a matrix product's variant for adapters with subgroups of four, where it applies
-    const product = op === 'matmul' || (op === 'fused' && attrs.matmul !== undefined);
+    const product = op === 'matmul' || (op === 'fused' && source(attrs) === 'matmul');
     const variant = { ...sig, subgroups: true };
     const sub = product && quads(n.shape[n.shape.length - 1]) ? { sig: variant, src: wgsl(variant) } : undefined;
     dispatches.push({ node: n.id, reads, stored, members, into, sig, src: wgsl(sig), sub });
